@@ -1,0 +1,1 @@
+"""Speed benchmarks (pytest-benchmark) and the paper-reproduction harness."""

@@ -1,0 +1,1 @@
+"""Declarative descriptions of the paper's tables and the runner that reproduces them."""

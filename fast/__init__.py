@@ -1,0 +1,1 @@
+"""PyTorch path: models, training strategies, evaluation and CLI (Triton kernels in `kernels/`)."""

@@ -1,0 +1,1 @@
+"""Fused Triton kernels: RNVP flow blocks and the importance-weighted Bernoulli NLL."""
