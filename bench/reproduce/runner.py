@@ -1,0 +1,422 @@
+"""Run the missing cells of a paper table and write DIR/table<KEY>.md beside the paper's values.
+
+Layout of a reproduction folder DIR:
+
+    DIR/reproduce.json                  the budget every run of DIR was trained with
+    DIR/runs/<run-id>/seed<k>/          one `vaeprior.fast.train.train` run directory
+        results.json                    written by train: the run is finished (skipped)
+        checkpoint.pt                   without results.json: interrupted, resumed
+        reproduce-run.json              wall-clock seconds spent here and the machine
+        posterior-stats.json            Table B.1 moments (only for tables that need them)
+    DIR/table<KEY>.md                   rewritten after every finished run
+
+Cells of different tables that share a configuration share a run, so `vaeprior reproduce 7`
+after `vaeprior reproduce 1` into the same DIR trains nothing new for ResnetVAE.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from vaeprior.bench.reproduce.budgets import Budget
+from vaeprior.bench.reproduce.tables import ANALYSIS_METRICS, METRICS, Cell, RunSpec, Table
+from vaeprior.fast.checkpoint import (
+    CHECKPOINT,
+    CONFIG,
+    RESULTS,
+    atomic_write_json,
+    read_json,
+    resolve_device,
+)
+
+MANIFEST = "reproduce.json"
+RUN_META = "reproduce-run.json"
+POSTERIOR_STATS = "posterior-stats.json"
+TrainFn = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class Reproduction:
+    """What to reproduce and where; `train_fn` is `vaeprior.fast.train.train` unless injected."""
+
+    table: Table
+    budget: Budget
+    seeds: int
+    out: Path
+    device: str | None = None
+    data_dir: str | None = None
+    progress: bool = False
+    train_fn: TrainFn | None = None
+    cells: tuple[str, ...] = ()  # the --cells globs that selected `table`'s cells (for display)
+    limit: int | None = None  # the --limit given (for display; already applied to `budget`)
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+
+    def run_dir(self, spec: RunSpec, seed: int) -> Path:
+        return self.out / "runs" / spec.run_id / f"seed{seed}"
+
+    @property
+    def markdown_path(self) -> Path:
+        return self.out / f"table{self.table.key}.md"
+
+
+# ---- configurations ------------------------------------------------------------------------
+
+
+def train_config(
+    spec: RunSpec,
+    budget: Budget,
+    seed: int,
+    *,
+    device: str | None = None,
+    data_dir: str | None = None,
+    base_run: str | None = None,
+) -> Any:
+    """The `TrainConfig` of one cell's run under `budget` (paper batch sizes, test split)."""
+    from vaeprior.fast.train import TrainConfig
+
+    return TrainConfig(
+        dataset=spec.dataset,
+        model=spec.model_config(),
+        strategy=spec.strategy,
+        seed=seed,
+        device=device,
+        data_dir=data_dir,
+        reg_qz=spec.reg_qz,
+        eval_split="test",
+        base_run=base_run,
+        **budget.train_kwargs(),
+    )
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    """A saved config without the fields that may change between machines."""
+    return {k: v for k, v in cfg_dict.items() if k not in ("device", "data_dir", "base_run")}
+
+
+def check_manifest(out: Path, budget: Budget) -> None:
+    """Refuse to mix budgets in one folder; record the budget on first use."""
+    want = {"budget": budget.name, **budget.train_kwargs()}
+    path = out / MANIFEST
+    if path.exists():
+        have = read_json(path)
+        if have != want:
+            raise ValueError(
+                f"{out} holds a reproduction with {have}, not {want}: use another --out "
+                "(or the same --budget/--limit as before)"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(want, path)
+
+
+# ---- running --------------------------------------------------------------------------------
+
+
+def _default_train() -> TrainFn:
+    from vaeprior.fast.train import train
+
+    return train
+
+
+def machine(device: str | None) -> dict:
+    """CPU model, cores, GPU name (if the run used one), torch and Python versions."""
+    dev = resolve_device(device)
+    gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
+    return {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "gpu": gpu,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _add_meta(run_dir: Path, seconds: float, device: str | None) -> None:
+    """Accumulate wall-clock seconds spent in this run directory (resumes add up)."""
+    path = run_dir / RUN_META
+    meta = read_json(path) if path.exists() else {"wall_s": 0.0}
+    meta["wall_s"] = float(meta["wall_s"]) + seconds
+    meta["machine"] = machine(device)
+    atomic_write_json(meta, path)
+
+
+def run_status(run_dir: Path) -> str:
+    """'finished' (results.json), 'partial' (a checkpoint to resume) or 'missing'."""
+    if (run_dir / RESULTS).exists():
+        return "finished"
+    return "partial" if (run_dir / CHECKPOINT).exists() else "missing"
+
+
+def ensure_run(rep: Reproduction, spec: RunSpec, seed: int) -> bool:
+    """Train (or resume) one run unless it is finished; True if training happened."""
+    d = rep.run_dir(spec, seed)
+    status = run_status(d)
+    base = spec.base()
+    base_run = str(rep.run_dir(base, seed)) if base is not None else None
+    cfg = train_config(
+        spec, rep.budget, seed, device=rep.device, data_dir=rep.data_dir, base_run=base_run
+    )
+    if (d / CONFIG).exists() and _comparable(read_json(d / CONFIG)) != _comparable(cfg.to_dict()):
+        raise ValueError(f"{d} holds a run with another configuration: use another --out")
+    if status == "finished":
+        return False
+    if status == "missing" and d.exists():
+        shutil.rmtree(d)  # started but killed before its first checkpoint: start afresh
+    d.parent.mkdir(parents=True, exist_ok=True)
+    train_fn = rep.train_fn or _default_train()
+    t0 = time.perf_counter()
+    result = train_fn(cfg, d, resume=status == "partial", progress=rep.progress)
+    if not (d / RESULTS).exists():
+        atomic_write_json(result, d / RESULTS)
+    _add_meta(d, time.perf_counter() - t0, rep.device)
+    return True
+
+
+def ensure_posterior_stats(rep: Reproduction, run_dir: Path) -> dict:
+    """Avg. Mean[z_k] and Var[z_k] over z ~ q(z|x), x in the test images (Table B.1)."""
+    path = run_dir / POSTERIOR_STATS
+    if path.exists():
+        return read_json(path)
+    from vaeprior.fast.analyze import posterior_stats
+    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.data import load_device_data, split_tensor
+
+    t0 = time.perf_counter()
+    vae, cfg = load_run(run_dir, rep.device)
+    dev = next(vae.parameters()).device
+    data = load_device_data(cfg.dataset, cfg.data_dir, dev)
+    x = split_tensor(data, "test", cfg.seed)[: rep.budget.eval_limit]
+    stats = posterior_stats(vae, x, samples=rep.budget.eval_samples, seed=cfg.seed)
+    out = {
+        "z_mean": stats["avg_mean"],
+        "z_var": stats["avg_var"],
+        "n": len(x),
+        "samples": stats["samples"],
+    }
+    atomic_write_json(out, path)
+    _add_meta(run_dir, time.perf_counter() - t0, rep.device)
+    return out
+
+
+def reproduce(rep: Reproduction, log: Callable[[str], None] | None = None) -> Path:
+    """Run every missing (run, seed) of the table, seed by seed; write and return the table."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    check_manifest(rep.out, rep.budget)
+    runs = rep.table.runs()
+    needs_stats = {c.run for c in rep.table.cells if c.metric in ANALYSIS_METRICS}
+    todo = [(seed, spec) for seed in range(rep.seeds) for spec in runs]
+    t_start = time.perf_counter()
+    for i, (seed, spec) in enumerate(todo, 1):
+        d = rep.run_dir(spec, seed)
+        state = run_status(d)
+        trained = ensure_run(rep, spec, seed)
+        if spec in needs_stats:
+            ensure_posterior_stats(rep, d)
+        verb = {"finished": "finished already", "partial": "resumed", "missing": "trained"}[state]
+        log(f"[{i}/{len(todo)}] {spec.run_id} seed{seed}: {verb}")
+        if trained:
+            write_markdown(rep, time.perf_counter() - t_start)
+    return write_markdown(rep, time.perf_counter() - t_start)
+
+
+# ---- collecting and writing -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """Our values of one cell over the finished seeds, beside the paper's."""
+
+    cell: Cell
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def diff(self) -> float | None:
+        if self.mean is None or self.cell.paper is None:
+            return None
+        return self.mean - self.cell.paper
+
+
+def _metric(rep: Reproduction, cell: Cell, seed: int) -> float | None:
+    d = rep.run_dir(cell.run, seed)
+    if run_status(d) != "finished":
+        return None
+    src = d / (POSTERIOR_STATS if cell.metric in ANALYSIS_METRICS else RESULTS)
+    if not src.exists():
+        return None
+    value = read_json(src).get(cell.metric)
+    return None if value is None else float(value)
+
+
+def collect(rep: Reproduction) -> list[CellResult]:
+    """Every cell's values over seeds 0..seeds-1 (finished runs only)."""
+    out = []
+    for cell in rep.table.cells:
+        vals = [_metric(rep, cell, s) for s in range(rep.seeds)]
+        out.append(CellResult(cell, tuple(v for v in vals if v is not None)))
+    return out
+
+
+def compute_summary(rep: Reproduction) -> tuple[float, int, list[str]]:
+    """(total wall seconds over finished runs, number of runs, distinct machine lines)."""
+    total, n, machines = 0.0, 0, []
+    for spec in rep.table.runs():
+        for seed in range(rep.seeds):
+            d = rep.run_dir(spec, seed)
+            if run_status(d) != "finished":
+                continue
+            n += 1
+            meta = read_json(d / RUN_META) if (d / RUN_META).exists() else {}
+            total += float(meta.get("wall_s", read_json(d / RESULTS).get("train_seconds", 0.0)))
+            line = _machine_line(meta.get("machine"))
+            if line not in machines:
+                machines.append(line)
+    return total, n, machines
+
+
+def _machine_line(m: dict | None) -> str:
+    if not m:
+        return "unrecorded (run made outside the harness)"
+    gpu = m.get("gpu") or "no GPU"
+    return f"{m['cpu']} ({m['cores']} cores), {gpu}, torch {m['torch']}, Python {m['python']}"
+
+
+def _fmt(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "—"
+    return f"{v:+.2f}" if signed else f"{v:.2f}"
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "—"
+    return _fmt(mean) if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 3600 else f"{seconds / 3600:.2f} h"
+
+
+def _md_row(*cells: str) -> str:
+    """One Markdown table row; '|' inside a cell (q(z|x), klz|x) is escaped."""
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def command_line(rep: Reproduction) -> str:
+    """The `vaeprior reproduce` command that regenerates this table."""
+    parts = [
+        "vaeprior",
+        "reproduce",
+        rep.table.key,
+        "--budget",
+        rep.budget.name,
+        "--seeds",
+        str(rep.seeds),
+        "--out",
+        str(rep.out),
+    ]
+    if rep.device:
+        parts += ["--device", rep.device]
+    if rep.limit is not None:
+        parts += ["--limit", str(rep.limit)]
+    if rep.cells:
+        parts += ["--cells", ",".join(rep.cells)]
+    return shlex.join(parts)
+
+
+def render_markdown(rep: Reproduction, results: list[CellResult], elapsed: float) -> str:
+    """The table as Markdown: one line per cell, ours (mean ± std over seeds) beside the paper."""
+    t = rep.table
+    total, n_runs, machines = compute_summary(rep)
+    lines = [
+        f"# Table {t.key}: {t.title}",
+        "",
+        f"- Budget: **{rep.budget.name}**: {rep.budget.description}.",
+        f"- Seeds: {rep.seeds} (0..{rep.seeds - 1}); ours = mean ± sample std over finished seeds, "
+        "paper = mean ± std over 3 runs where the paper gives one.",
+        f"- Compute: {_hours(total)} wall-clock over {n_runs} finished runs "
+        f"(this invocation: {_hours(elapsed)}).",
+        f"- Machine: {'; '.join(machines) or 'no run finished yet'}.",
+        f"- Command: `{command_line(rep)}`",
+        "",
+        "| row | column | metric | ours | seeds | paper | ours − paper |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        c = r.cell
+        lines.append(
+            _md_row(
+                c.row,
+                c.column,
+                METRICS[c.metric],
+                _pm(r.mean, r.std),
+                str(len(r.values)),
+                _pm(c.paper, c.paper_std),
+                _fmt(r.diff, signed=True),
+            )
+        )
+    notes = list(t.notes) + [f"{c.key}: {c.note}" for c in t.cells if c.note]
+    if notes:
+        lines += ["", "Notes:", *(f"- {n}" for n in notes)]
+    if t.references:
+        lines += [
+            "",
+            "Other models, from the paper's table (not reproduced here):",
+            "",
+            "| dataset | model | NLL |",
+            "| --- | --- | --- |",
+        ]
+        lines += [_md_row(ds, name, f"{v:.2f}") for ds, name, v in t.references]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(rep: Reproduction, elapsed: float = 0.0) -> Path:
+    """Write DIR/table<KEY>.md from whatever runs have finished; returns its path."""
+    text = render_markdown(rep, collect(rep), elapsed)
+    path = rep.markdown_path
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def plan(rep: Reproduction) -> list[str]:
+    """Human lines: every cell with its run, then every (run, seed) and its status."""
+    lines = [
+        f"{c.key}  <-  {c.run.run_id}  (paper {_pm(c.paper, c.paper_std)})" for c in rep.table.cells
+    ]
+    for seed in range(rep.seeds):
+        for spec in rep.table.runs():
+            lines.append(f"{rep.run_dir(spec, seed)}: {run_status(rep.run_dir(spec, seed))}")
+    return lines

@@ -1,0 +1,91 @@
+"""Weights of a torch DenseVAE <-> the NumPy reference's parameter dict (DESIGN.md keys).
+
+Dense layers: the reference stores W (in, out) for `y = x @ W + b`; nn.Linear stores (out, in),
+so W is transposed. Flow parameters share one layout and copy as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from vaeprior.fast.flows import FLOW_PARAM_NAMES, RealNVP
+from vaeprior.fast.vae import VAE
+
+
+def _linears(vae: VAE) -> dict[str, nn.Linear]:
+    """Reference prefix -> torch Linear layer of a DenseVAE."""
+    if vae.cfg.model != "dense":
+        raise ValueError(
+            f"weight conversion supports only the DenseVAE (the reference has no {vae.cfg.model!r} "
+            "model): build the VAE with ModelConfig(model='dense')"
+        )
+    e, d = vae.encoder, vae.decoder
+    return {
+        "enc.l1": e.trunk.l1,
+        "enc.l2": e.trunk.l2,
+        "enc.mean": e.mean,
+        "enc.logstd": e.logstd,
+        "dec.l1": d.trunk.l1,
+        "dec.l2": d.trunk.l2,
+        "dec.out": d.out,
+    }
+
+
+def _flow_tensors(vae: VAE) -> dict[str, torch.Tensor]:
+    """Reference key -> torch flow parameter, e.g. 'prior.3.A' -> blocks[3].coupling.A."""
+    out = {}
+    for prefix, flow in (("prior", vae.prior_flow), ("posterior", vae.posterior_flow)):
+        if flow is None:
+            continue
+        for k, block in enumerate(flow.blocks):
+            for name in FLOW_PARAM_NAMES:
+                out[f"{prefix}.{k}.{name}"] = block.param(name)
+    return out
+
+
+def _reference_tensors(vae: VAE) -> dict[str, torch.Tensor]:
+    """Every reference key -> its torch tensor, in the reference layout (Linear W transposed)."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, lin in _linears(vae).items():
+        out[f"{prefix}.W"] = lin.weight.T  # (in, out)
+        out[f"{prefix}.b"] = lin.bias
+    out.update(_flow_tensors(vae))
+    return out
+
+
+def to_reference_params(vae: VAE) -> dict[str, np.ndarray]:
+    """The DenseVAE's weights as the reference's float64 parameter dict (DESIGN.md keys)."""
+    return {
+        k: t.detach().cpu().to(torch.float64).numpy().copy()
+        for k, t in _reference_tensors(vae).items()
+    }
+
+
+@torch.no_grad()
+def load_reference_params(vae: VAE, params: dict[str, np.ndarray]) -> VAE:
+    """Copy a reference parameter dict into the DenseVAE in place; ActNorms count as initialised."""
+    targets = _reference_tensors(vae)
+    missing, unexpected = sorted(set(targets) - set(params)), sorted(set(params) - set(targets))
+    if missing or unexpected:
+        raise ValueError(
+            f"reference params do not match the model (missing {missing[:5]}, unexpected "
+            f"{unexpected[:5]}): build the VAE with the same prior/posterior/flow depth"
+        )
+    for key, target in targets.items():
+        value = np.asarray(params[key])
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(
+                f"reference param {key} has shape {value.shape}, the model expects "
+                f"{tuple(target.shape)}: check z_dim, hidden and flow_hidden"
+            )
+        target.copy_(torch.from_numpy(value).to(target.dtype))
+    for flow in (vae.prior_flow, vae.posterior_flow):
+        _mark_initialized(flow)
+    return vae
+
+
+def _mark_initialized(flow: RealNVP | None) -> None:
+    if flow is not None:
+        for block in flow.blocks:
+            block.actnorm.initialized.fill_(True)

@@ -1,0 +1,413 @@
+"""Training runs (Appendix B.3, Algorithm B.1): execute a `schedule.build_schedule` phase list.
+
+One Adam optimizer over all parameters (frozen groups get no gradient, so Adam leaves them and
+their moments untouched); one z per x; β warm-up; L2 on `vae.l2_parameters()`; early stopping
+on validation NLL (100 samples) for StaticMNIST and PixelVAE, restoring the best weights of each
+stage at its end. Everything random draws from one seeded `torch.Generator` (plus torch's
+global RNG for dropout), both saved in checkpoints, so `resume=True` continues bit-identically
+on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from vaeprior.fast import schedule as sch
+from vaeprior.fast.checkpoint import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    FORMAT,
+    METRICS,
+    RESULTS,
+    CheckpointError,
+    atomic_save,
+    atomic_write_json,
+    check_same_model,
+    load_checkpoint,
+    load_model_state,
+    read_json,
+    resolve_device,
+)
+from vaeprior.fast.config import DATASETS, ModelConfig
+from vaeprior.fast.data import DeviceData, epoch_batches, load_device_data, num_batches, split_tensor
+from vaeprior.fast.evaluate import active_units, evaluate, summary_line
+from vaeprior.fast.objective import training_loss
+from vaeprior.fast.vae import VAE, build_vae
+
+VALIDATION_SAMPLES = 100  # Appendix B.3: validation NLL with 100 z samples per x
+SPLITS = ("test", "validation", "train")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (non-finite loss); the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; saved as config.json."""
+
+    dataset: str
+    model: ModelConfig
+    strategy: str = "joint"
+    epochs: int | None = None  # None: the paper's 2400-epoch schedule
+    batch_size: int | None = None  # None: 128, or 64 for PixelVAE (Appendix B.3)
+    seed: int = 0
+    device: str | None = None  # "cpu" | "cuda" | None (auto)
+    data_dir: str | None = None
+    reg_qz: bool = False  # Reg[q(z)] of Appendix B.3
+    checkpoint_every: int = 1  # epochs
+    eval_samples: int = 1000
+    eval_limit: int | None = None
+    eval_split: str = "test"
+    iterations: int | None = None  # I of Algorithm B.1 (None: 16, or 4 on StaticMNIST)
+    m_epochs: int | None = None  # M of Algorithm B.1 (None: 100 or 400, scaled)
+    base_run: str | None = None  # standard run whose q and p(x|z) post-hoc training reuses
+    train_limit: int | None = None  # only the first N training images
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        if self.eval_split not in SPLITS:
+            raise ValueError(f"unknown split {self.eval_split!r}: choose one of {SPLITS}")
+        for name in ("epochs", "batch_size", "eval_limit", "train_limit"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.checkpoint_every < 1 or self.eval_samples < 1:
+            raise ValueError("checkpoint_every and eval_samples must be >= 1")
+        if self.base_run is not None and self.strategy != "post-hoc":
+            raise ValueError("--base-run is only used by the post-hoc strategy")
+        self.phases()  # validates strategy / prior / I / M
+
+    @property
+    def effective_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 64 if self.model.model == "pixel" else 128
+
+    def phases(self) -> list[sch.Phase]:
+        return sch.build_schedule(
+            self.strategy,
+            self.dataset,
+            self.model.prior,
+            self.epochs,
+            iterations=self.iterations,
+            m_epochs=self.m_epochs,
+            skip_standard=self.base_run is not None,
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown train config keys {sorted(unknown)}: another version?")
+        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
+
+    def identity(self) -> dict:
+        """The fields a resumed run must share with the original (device may change)."""
+        d = self.to_dict()
+        d.pop("device")
+        return d
+
+
+# ---- run directory ---------------------------------------------------------------------------
+
+
+def _check_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
+    """Refuse to overwrite another run; check that a resumed run has the same config."""
+    has_run = (out / CONFIG).exists()
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise CheckpointError(f"--resume: no checkpoint in {out}: start it without --resume")
+        saved = TrainConfig.from_dict(read_json(out / CONFIG)).identity()
+        if saved != cfg.identity():
+            diff = sorted(k for k in saved if saved[k] != cfg.identity().get(k))
+            raise CheckpointError(f"--resume: {out} holds a different run (differs in {diff})")
+        return
+    if has_run:
+        raise CheckpointError(
+            f"{out} already holds a run: pass --resume to continue it or choose another --out"
+        )
+
+
+def _init_dir(cfg: TrainConfig, out: Path) -> None:
+    """Create the run directory with config.json and an empty metrics.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.to_dict(), out / CONFIG)
+    (out / METRICS).write_text("")
+
+
+def _truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric lines of epochs after the checkpoint (they are trained again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epochs_done]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def _load_base(vae: VAE, cfg: TrainConfig) -> None:
+    """Copy q(z|x) and p(x|z) of a standard run into `vae` (post-hoc with --base-run)."""
+    base = Path(cfg.base_run)
+    try:
+        base_cfg = TrainConfig.from_dict(read_json(base / CONFIG))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"--base-run {base}: unreadable config ({e})") from None
+    if base_cfg.dataset != cfg.dataset:
+        raise CheckpointError(f"--base-run {base} was trained on {base_cfg.dataset}, not {cfg.dataset}")
+    want = replace(cfg.model, prior=base_cfg.model.prior)
+    if cfg.model.posterior == "gaussian":
+        want = replace(want, flow_depth=base_cfg.model.flow_depth)
+    check_same_model(base_cfg.model.to_dict(), want, base / CONFIG)
+    state = load_checkpoint(base / CHECKPOINT)["model"]
+    keep = {k: v for k, v in state.items() if not k.startswith("prior_flow.")}
+    keep.update({k: v for k, v in vae.state_dict().items() if k.startswith("prior_flow.")})
+    load_model_state(vae, keep, base / CHECKPOINT)
+
+
+# ---- checkpoints -----------------------------------------------------------------------------
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class RunState:
+    """Position in the schedule and early-stopping memory (saved in the checkpoint)."""
+
+    epoch: int = 0  # epochs completed
+    best: dict | None = None  # {"stage", "epoch", "nll"} of best.pt
+    seconds: float = 0.0
+
+
+def _save(out: Path, cfg: TrainConfig, vae: VAE, opt, gen, st: RunState) -> None:
+    atomic_save(
+        {
+            "format": FORMAT,
+            "config": cfg.to_dict(),
+            "model": vae.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": _rng_state(gen),
+            "state": asdict(st),
+        },
+        out / CHECKPOINT,
+    )
+
+
+def _restore(out: Path, cfg: TrainConfig, vae: VAE, opt, gen) -> RunState:
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    check_same_model(ckpt["config"]["model"], cfg.model, out / CHECKPOINT)
+    load_model_state(vae, ckpt["model"], out / CHECKPOINT)
+    try:
+        opt.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(gen, ckpt["rng"])
+        return RunState(**ckpt["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {out / CHECKPOINT} is incomplete ({e})") from None
+
+
+# ---- one epoch -------------------------------------------------------------------------------
+
+
+def _locate(phases: list[sch.Phase], epoch: int) -> tuple[int, int]:
+    """(phase index, epoch within phase) of global epoch `epoch` (0-based)."""
+    for i, p in enumerate(phases):
+        if epoch < p.epochs:
+            return i, epoch
+        epoch -= p.epochs
+    raise IndexError("epoch beyond the schedule")
+
+
+def _set_trainable(vae: VAE, groups: tuple[str, ...]) -> None:
+    for name, params in vae.parameter_groups().items():
+        for p in params:
+            p.requires_grad_(name in groups)
+
+
+def _run_epoch(
+    vae: VAE,
+    opt: torch.optim.Optimizer,
+    data: DeviceData,
+    phase: sch.Phase,
+    phase_epoch: int,
+    epoch: int,
+    cfg: TrainConfig,
+    gen: torch.Generator,
+    bar: tqdm | None,
+) -> dict:
+    """Train one epoch of `phase`; raise TrainingError on a non-finite loss."""
+    vae.train()
+    bs = cfg.effective_batch_size
+    n_b = num_batches(data.train.shape[0], bs)
+    dtype = next(vae.parameters()).dtype
+    totals = {"loss": 0.0, "elbo": 0.0}
+    beta = 1.0
+    reg = cfg.reg_qz and "encoder" in phase.groups
+    for b, x in enumerate(epoch_batches(data.train, bs, gen, dynamic=data.dynamic)):
+        beta = sch.beta(phase.stage_offset + phase_epoch + b / n_b, phase.warmup)
+        x = x.to(dtype)
+        eps = torch.randn((1, x.shape[0], cfg.model.z_dim), generator=gen, device=x.device, dtype=dtype)
+        loss, stats = training_loss(
+            vae, x, eps, beta, unit_prior=phase.prior == "unit", use_reg_qz=reg
+        )
+        value = float(loss.detach())
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite loss ({value}) at epoch {epoch + 1}, batch {b + 1}: training stopped, "
+                "the last good checkpoint is kept (lower the learning rate or check the data)"
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        totals["loss"] += value * x.shape[0]
+        totals["elbo"] += float(stats["elbo"]) * x.shape[0]
+        if bar is not None:
+            bar.update(1)
+            if b % 10 == 0:
+                bar.set_postfix(loss=f"{value:.2f}", beta=f"{beta:.3f}", lr=f"{phase.lr:g}")
+    n = data.train.shape[0]
+    return {"loss": totals["loss"] / n, "elbo": totals["elbo"] / n, "beta": beta}
+
+
+# ---- early stopping --------------------------------------------------------------------------
+
+
+def _validate(vae: VAE, data: DeviceData, cfg: TrainConfig, phase: sch.Phase, epoch: int) -> float:
+    x = split_tensor(data, "validation", cfg.seed + epoch)[: cfg.eval_limit]
+    r = evaluate(vae, x, samples=VALIDATION_SAMPLES, unit_prior=phase.prior == "unit")
+    return r["nll"]
+
+
+def _early_stopping(
+    out: Path, vae: VAE, data: DeviceData, cfg: TrainConfig, phases, i: int, pe: int, st: RunState
+) -> float | None:
+    """Validate when due; keep best.pt per stage; restore it at the stage's end if better."""
+    phase = phases[i]
+    stage_end = pe + 1 == phase.epochs and (i + 1 == len(phases) or phases[i + 1].stage != phase.stage)
+    if not stage_end and (st.epoch % sch.validation_every(cfg.epochs)) != 0:
+        return None
+    nll = _validate(vae, data, cfg, phase, st.epoch)
+    best = st.best if st.best and st.best["stage"] == phase.stage else None
+    if best is None or nll < best["nll"]:
+        atomic_save({"format": FORMAT, "model": vae.state_dict()}, out / BEST)
+        st.best = {"stage": phase.stage, "epoch": st.epoch, "nll": nll}
+    elif stage_end:
+        load_model_state(vae, load_checkpoint(out / BEST)["model"], out / BEST)
+    return nll
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+
+def _epoch_hook(epochs_done: int) -> None:
+    """Called after each epoch's checkpoint (tests replace it to simulate a killed process)."""
+
+
+def train(
+    cfg: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True
+) -> dict:
+    """Train `cfg` into run directory `out_dir`, evaluate, write and return results.json."""
+    out = Path(out_dir)
+    device = resolve_device(cfg.device)
+    _check_dir(cfg, out, resume)
+    phases = cfg.phases()
+    early = sch.uses_early_stopping(cfg.dataset, cfg.model.model)
+    data = load_device_data(
+        cfg.dataset,
+        cfg.data_dir,
+        device,
+        validation=early or cfg.eval_split == "validation",
+        train_limit=cfg.train_limit,
+    )
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(cfg.model).to(device)
+    opt = torch.optim.Adam(vae.parameters(), lr=phases[0].lr)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(cfg.seed)
+    if resume:
+        st = _restore(out, cfg, vae, opt, gen)
+        _truncate_metrics(out / METRICS, st.epoch)
+    else:
+        st = RunState()
+        if cfg.base_run is not None:
+            _load_base(vae, cfg)
+        _init_dir(cfg, out)
+    _train_loop(out, cfg, vae, opt, gen, data, phases, st, early, progress)
+    return _final_results(out, cfg, vae, data, st, progress)
+
+
+def _train_loop(out, cfg, vae, opt, gen, data, phases, st: RunState, early: bool, progress: bool):
+    total = sch.total_epochs(phases)
+    n_b = num_batches(data.train.shape[0], cfg.effective_batch_size)
+    bar = tqdm(total=total * n_b, initial=st.epoch * n_b, disable=not progress, unit="batch")
+    try:
+        while st.epoch < total:
+            i, pe = _locate(phases, st.epoch)
+            phase = phases[i]
+            _set_trainable(vae, phase.groups)
+            for group in opt.param_groups:
+                group["lr"] = phase.lr
+            bar.set_description(f"{phase.name} epoch {st.epoch + 1}/{total}")
+            t0 = time.perf_counter()
+            stats = _run_epoch(vae, opt, data, phase, pe, st.epoch, cfg, gen, bar)
+            st.epoch += 1
+            line = {"phase": phase.name, "epoch": st.epoch, "lr": phase.lr, **stats}
+            if early:
+                nll = _early_stopping(out, vae, data, cfg, phases, i, pe, st)
+                if nll is not None:
+                    line["val_nll"] = nll
+            st.seconds += time.perf_counter() - t0
+            line["seconds"] = time.perf_counter() - t0
+            with (out / METRICS).open("a") as f:
+                f.write(json.dumps(line) + "\n")
+            if st.epoch % cfg.checkpoint_every == 0 or st.epoch == total or pe + 1 == phase.epochs:
+                _save(out, cfg, vae, opt, gen, st)
+            _epoch_hook(st.epoch)
+    finally:
+        bar.close()
+    _set_trainable(vae, tuple(vae.parameter_groups()))
+
+
+def _final_results(out: Path, cfg: TrainConfig, vae: VAE, data: DeviceData, st: RunState, progress: bool) -> dict:
+    """Evaluate the final model (Appendix B.3) on eval_split and write results.json."""
+    x = split_tensor(data, cfg.eval_split, cfg.seed)[: cfg.eval_limit]
+    res = evaluate(vae, x, samples=cfg.eval_samples)
+    train_x = split_tensor(data, "train", cfg.seed)[: cfg.eval_limit]
+    res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)
+    res.update(
+        split=cfg.eval_split,
+        epochs=st.epoch,
+        train_seconds=st.seconds,
+        strategy=cfg.strategy,
+        dataset=cfg.dataset,
+        best=st.best,
+    )
+    atomic_write_json(res, out / RESULTS)
+    if progress:
+        print(f"{out}: {summary_line(res)}")
+    return res

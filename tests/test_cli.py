@@ -1,0 +1,142 @@
+"""The `vaeprior` CLI: train / evaluate / sample end to end, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from functools import partial
+
+import pytest
+
+import vaeprior.fast.data as fdata
+import vaeprior.fast.train as ftrain
+from vaeprior.fast.cli import main
+from vaeprior.reference.data import load_dataset
+
+TINY = ["--z-dim", "4", "--flow-depth", "2", "--eval-samples", "4", "--eval-limit", "8",
+        "--device", "cpu", "--no-progress"]
+
+
+def _train(out, *extra):
+    return main(["train", "--prior", "rnvp", "--epochs", "3", "--out", str(out), *TINY, *extra])
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vaeprior: error: ") and "\n" not in err, err
+    return err
+
+
+def test_train_evaluate_sample(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    for f in ("config.json", "metrics.jsonl", "checkpoint.pt", "results.json"):
+        assert (run / f).is_file(), f
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert main(["evaluate", str(run), "--samples", "5", "--limit", "6", "--backend", "torch"]) == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert {"nll", "elbo", "recon", "kl", "klzx", "active_units", "samples", "n"} <= set(ev)
+    assert ev["n"] == 6 and ev["samples"] == 5
+    assert ev["klzx"] == pytest.approx(-ev["nll"] - ev["elbo"])
+    assert "NLL" in capsys.readouterr().out
+    assert main(["sample", str(run), "--n", "6", "--out", str(tmp_path / "g.png")]) == 0
+    import matplotlib.pyplot as plt
+
+    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.sample import sample_images
+
+    img = plt.imread(tmp_path / "g.png")
+    assert img.shape[:2] == (2 * 28, 3 * 28)  # ceil(sqrt(6)) = 3 columns, 2 rows
+    means = sample_images(load_run(run)[0], 6, seed=0).view(6, 28, 28)  # Bernoulli means
+    assert abs(img[28:56, 56:84, 0] - means[5].numpy()).max() <= 2 / 255  # 8-bit colormap
+
+
+def test_resume_via_cli(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    assert _train(run, "--resume") == 0  # finished run: nothing left to train
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["train", "--prior", "rnvp", "--flow-depth", "-1"], "flow depth K must be >= 0"),
+        (["train", "--strategy", "post-hoc"], "use --prior rnvp"),
+        (["train", "--prior", "rnvp", "--resume"], "--resume: no checkpoint"),
+        (["train", "--prior", "rnvp", "--strategy", "post-hoc", "--base-run", "/nonexistent/run"],
+         "not found"),
+        (["train", "--epochs", "0"], "epochs must be >= 1"),
+    ],
+)
+def test_train_errors(synthetic, tmp_path, capsys, argv, msg):
+    assert main([*argv, "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert msg in _error(capsys)
+    assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--model", "--dataset", "--strategy"])
+def test_unknown_choices_exit_2(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        main(["train", flag, "bogus", "--out", str(tmp_path / "r")])
+    assert e.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+def test_out_holding_another_run(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    assert _train(run) == 2
+    assert "already holds a run" in _error(capsys)
+    assert _train(run, "--resume", "--seed", "3") == 2
+    assert "holds a different run" in _error(capsys)
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+def test_evaluate_errors(synthetic, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+    assert "not found" in _error(capsys)
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    (run / "checkpoint.pt").write_bytes(b"junk")
+    assert main(["evaluate", str(run), "--samples", "2"]) == 2
+    assert "unreadable" in _error(capsys)
+
+
+def test_missing_data_names_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fdata, "load_dataset", partial(load_dataset, download=False))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", "--out", str(tmp_path / "r"), "--data-dir", str(empty), *TINY]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert str(empty) in err and "mnist" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_non_finite_loss_exits_2_keeping_the_checkpoint(synthetic, tmp_path, capsys, monkeypatch):
+    real, calls = ftrain.training_loss, {"n": 0}
+
+    def poisoned(*a, **k):
+        loss, stats = real(*a, **k)
+        calls["n"] += 1
+        return (loss + float("inf"), stats) if calls["n"] == 3 else (loss, stats)
+
+    monkeypatch.setattr(ftrain, "training_loss", poisoned)
+    assert _train(tmp_path / "r") == 2
+    assert "non-finite loss (inf) at epoch 2, batch 1" in _error(capsys)
+    assert (tmp_path / "r" / "checkpoint.pt").is_file()
+
+
+def test_lazy_subcommand_reports_missing_module(capsys, monkeypatch):
+    import vaeprior.fast.cli as cli
+
+    monkeypatch.setitem(cli.LAZY, "analyze", ("vaeprior.fast.no_such_module", "x"))
+    assert main(["analyze", "--help"]) == 2
+    assert "analyze subcommand is unavailable" in _error(capsys)
+
+
+def test_python_dash_m_entry_point():
+    r = subprocess.run([sys.executable, "-m", "vaeprior.fast", "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
