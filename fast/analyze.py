@@ -100,21 +100,27 @@ def posterior_log_prob_matrix(
     """log q(z_m | x'_n) for every pair (Eq. B.1): z (M, Z), mean/log_std (N, Z) -> (M, N) float64.
 
     With an RNVP posterior, w = f_eta^{-1}(z) and log q(z|x') = log q(w|x') + log|det f^{-1}|;
-    the flow does not depend on x', so it runs once per z. Same expansion as the reference's
-    `gaussian_log_prob_matrix`, in float64 on z's device.
+    the flow does not depend on x', so it runs once per z.
     """
     w, ld = _posterior_inverse(vae, z)
+    return _gaussian_matrix(w, mean, log_std) + ld[:, None]
+
+
+def _gaussian_matrix(w: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(w_m; mean_n, sigma_n^2): (M, N) float64, as `ref.gaussian_log_prob_matrix`."""
     w, mean, log_std = w.double(), mean.double(), log_std.double()
     prec = torch.exp(-2.0 * log_std)  # (N, Z)
     quad = (w * w) @ prec.T - 2.0 * w @ (mean * prec).T + (mean * mean * prec).sum(1)
-    const = log_std.sum(1) + 0.5 * z.shape[1] * math.log(2.0 * math.pi)  # (N,)
-    return -0.5 * quad - const[None, :] + ld.double()[:, None]
+    const = log_std.sum(1) + 0.5 * w.shape[1] * math.log(2.0 * math.pi)  # (N,)
+    return -0.5 * quad - const[None, :]
 
 
 def _posterior_inverse(vae: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """w = f_eta^{-1}(z) and log|det df_eta^{-1}/dz| (M,) float64; identity for a Gaussian q."""
     if vae.posterior_flow is None:
-        return z, z.new_zeros(z.shape[0])
-    return vae.posterior_flow.inverse(z)
+        return z, z.new_zeros(z.shape[0], dtype=torch.float64)
+    w, ld = vae.posterior_flow.inverse(z)
+    return w, ld.double()
 
 
 @torch.no_grad()
@@ -130,7 +136,8 @@ def log_aggregate_posterior(
     """log q(z) = LogMeanExp_n log q(z|x'_n) over all N parameter rows (Eq. B.4): z (M, Z) -> (M,).
 
     Streams blocks of at most `chunk_elems` pairs; the running log-sum-exp is the reference's
-    `RunningLogMeanExp`.
+    `RunningLogMeanExp`. The posterior flow's log-det does not depend on x', so it is added
+    once per z after the reduction.
     """
     n = len(mean)
     mean_t, log_std_t = _tensor(mean, vae), _tensor(log_std, vae)
@@ -139,11 +146,12 @@ def log_aggregate_posterior(
     out = []
     spans = list(_spans(len(z), m_rows))
     for a, b in _bar(spans, len(spans), "log q(z)", progress):
+        w, ld = _posterior_inverse(vae, z[a:b])
         acc = ref.RunningLogMeanExp(b - a)
         for c, d in _spans(n, n_rows):
-            block = posterior_log_prob_matrix(vae, z[a:b], mean_t[c:d], log_std_t[c:d])
+            block = _gaussian_matrix(w, mean_t[c:d], log_std_t[c:d])  # (Mc, Nc)
             acc.update_logsumexp(_np(torch.logsumexp(block, dim=1)), d - c)
-        out.append(acc.value())
+        out.append(acc.value() + _np(ld))
     return np.concatenate(out)
 
 
@@ -176,23 +184,19 @@ def active_units(
     samples: int = 1000,
     threshold: float = 0.01,
     seed: int = 0,
-    progress: bool = False,
 ) -> dict[str, Any]:
-    """A_k = Var_x E_q(z|x)[z_k] over training x, E_q from `samples` draws (Table 8, App. B.3).
+    """A_k = Var_x E_q(z|x)[z_k] over training x (Table 8, App. B.3, Burda et al.).
 
-    Returns count (A_k > threshold), variances (Z,) and the log10 of each A_k.
+    E_q[z|x] is `vaeprior.fast.evaluate.posterior_means` (the exact mean of a Gaussian
+    posterior; the mean of `samples` draws after an RNVP posterior); the count of A_k >
+    `threshold` is `vaeprior.reference.metrics.active_units`. Returns count and variances (Z,).
     """
+    from vaeprior.fast.evaluate import posterior_means
     from vaeprior.reference.metrics import active_units as count_active
 
     _check_samples(samples)
-    g = _generator(vae, seed)
-    per_x = []
-    spans = list(_spans(len(x), ROW_BUDGET // samples))
-    for a, b in _bar(spans, len(spans), "active units", progress):
-        xb = _tensor(x[a:b], vae)
-        z, _ = vae.posterior_sample(xb, _randn(vae, (samples, b - a, vae.cfg.z_dim), g))
-        per_x.append(_np(z.mean(0)))  # (B, Z): E_q[z|x]
-    count, variances = count_active(np.concatenate(per_x), threshold)
+    means = posterior_means(vae, _tensor(x, vae), samples=samples, seed=seed)  # (N, Z)
+    count, variances = count_active(_np(means), threshold)
     return {"count": count, "threshold": threshold, "variances": variances, "samples": samples}
 
 
@@ -483,7 +487,8 @@ def parse_what(what: str) -> list[str]:
         return list(ANALYSES)
     bad = [n for n in names if n not in ANALYSES]
     if bad or not names:
-        raise ValueError(f"unknown analysis {bad or what!r}: choose from {', '.join(ANALYSES)}")
+        shown = ", ".join(bad) if bad else repr(what)
+        raise ValueError(f"unknown analysis {shown} in --what: choose from {', '.join(ANALYSES)}")
     return list(dict.fromkeys(names))
 
 
@@ -597,9 +602,7 @@ def _png(
 
 
 def _run_active_units(args, vae, cfg, data, out) -> list[Path]:
-    r = active_units(
-        vae, data.train_binary, samples=args.samples, seed=args.seed, progress=not args.no_progress
-    )
+    r = active_units(vae, data.train_binary, samples=args.samples, seed=args.seed)
     payload = {**r, "n": len(data.train_binary), "table": "Table 8"}
     draw = lambda p: _plots().plot_active_units(r["variances"], r["threshold"], p)
     return [_write(out, "active-units", payload), *_png(args, out, "active-units", draw)]

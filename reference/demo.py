@@ -5,8 +5,8 @@
                                       [--prior rnvp] [--posterior rnvp] [--flow-depth K]
 
 Without --params the weights are random (DESIGN.md's init, prior/posterior as asked); with it,
-an .npz holding DESIGN.md's keys (the config is read off the array shapes). Prints the config and the means over the n
-images of NLL, ELBO, recon, KL and klz|x.
+an .npz holding DESIGN.md's keys (the config is read off the array shapes). Prints the config
+and the means over the n images of NLL, ELBO, recon, KL and klz|x.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import POSTERIORS, PRIORS, VAEConfig
+from .data import load_dataset
 from .dense_vae import Params, init_params
 from .objectives import evaluate
 
@@ -59,10 +60,10 @@ def load_params(path: str | Path) -> tuple[Params, VAEConfig]:
     return params, config_from_params(params)
 
 
-def load_test_images(dataset: str, n: int, data_dir: str | None, rng: np.random.Generator) -> np.ndarray:
-    """The first n test rows as float64 in {0, 1} (binarized here if the reader gives intensities)."""
-    from .data import load_dataset
-
+def load_test_images(
+    dataset: str, n: int, data_dir: str | None, rng: np.random.Generator
+) -> np.ndarray:
+    """The first n test rows as float64 in {0, 1} (binarized here if given intensities)."""
     x = np.asarray(load_dataset(dataset, data_dir=data_dir).test[:n], dtype=np.float64)  # (n, 784)
     if x.max() > 1.0:  # 0..255 intensities
         x = x / 255.0
@@ -71,7 +72,9 @@ def load_test_images(dataset: str, n: int, data_dir: str | None, rng: np.random.
     return x
 
 
-def run(params: Params, cfg: VAEConfig, x: np.ndarray, samples: int, rng: np.random.Generator) -> dict:
+def run(
+    params: Params, cfg: VAEConfig, x: np.ndarray, samples: int, rng: np.random.Generator
+) -> dict:
     """Means over the images of the B.3 metrics, from `samples` draws per image."""
     eps = rng.standard_normal((samples, x.shape[0], cfg.z_dim))  # (S, B, Z)
     return {k: float(np.mean(v)) for k, v in evaluate(params, cfg, x, eps).items()}
@@ -86,7 +89,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--params", default=None, help=".npz with DESIGN.md's keys (default: random)")
     ap.add_argument("--prior", default="gaussian", choices=PRIORS, help="for random weights")
-    ap.add_argument("--posterior", default="gaussian", choices=POSTERIORS, help="for random weights")
+    ap.add_argument(
+        "--posterior", default="gaussian", choices=POSTERIORS, help="for random weights"
+    )
     ap.add_argument("--flow-depth", type=int, default=20, help="K, for random weights")
     args = ap.parse_args(argv)
     if args.n < 1 or args.samples < 1:

@@ -44,7 +44,13 @@ def init_params(cfg: VAEConfig, rng: np.random.Generator, zero_init: bool = True
     for prefix in ("prior", "posterior"):
         if getattr(cfg, prefix) == "rnvp":
             flow = RealNVP.random(
-                cfg.z_dim, cfg.flow_depth, rng, cfg.flow_hidden, cfg.leaky_slope, cfg.scale_shift, zero_init
+                cfg.z_dim,
+                cfg.flow_depth,
+                rng,
+                cfg.flow_hidden,
+                cfg.leaky_slope,
+                cfg.scale_shift,
+                zero_init,
             )
             params.update(flow.to_params(prefix))
     return params
@@ -86,7 +92,7 @@ def decode_logits(params: Params, cfg: VAEConfig, z: np.ndarray) -> np.ndarray:
 
 
 def prior_log_prob(params: Params, cfg: VAEConfig, z: np.ndarray) -> np.ndarray:
-    """log p(z): unit Gaussian (Eq. 3) or the Real NVP prior p_lambda(z) (Eq. 4); (..., Z) -> (...)."""
+    """log p(z): unit Gaussian (Eq. 3) or the RNVP prior p_lambda(z) (Eq. 4); (..., Z) -> (...)."""
     if cfg.prior == "rnvp":
         return flow_prior_log_prob(flow(params, cfg, "prior"), z)
     return unit_gaussian_log_prob(z)
@@ -102,7 +108,9 @@ def posterior_sample(
     mean, log_std = encode(params, cfg, x)  # (B, Z), (B, Z)
     eps = np.asarray(eps, dtype=np.float64)
     if eps.ndim != 3 or eps.shape[1:] != mean.shape:
-        raise ValueError(f"eps must be shaped (S, {mean.shape[0]}, {mean.shape[1]}), got {eps.shape}")
+        raise ValueError(
+            f"eps must be shaped (S, {mean.shape[0]}, {mean.shape[1]}), got {eps.shape}"
+        )
     w = mean + np.exp(log_std) * eps  # (S, B, Z)
     log_qw = gaussian_log_prob(w, mean, log_std)  # (S, B)
     if cfg.posterior == "rnvp":

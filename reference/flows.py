@@ -158,9 +158,14 @@ def glorot_uniform(fan_in: int, fan_out: int, rng: np.random.Generator) -> np.nd
 
 
 def random_block(
-    dim: int, rng: np.random.Generator, hidden: int, slope: float, scale_shift: float, zero_init: bool
+    dim: int,
+    rng: np.random.Generator,
+    hidden: int,
+    slope: float,
+    scale_shift: float,
+    zero_init: bool,
 ) -> FlowBlock:
-    """A block with DESIGN.md's init; zero_init=False also draws the zero-init ones ~ N(0, 0.1^2)."""
+    """A block with DESIGN.md's init; zero_init=False draws the zero-init ones ~ N(0, 0.1^2)."""
     dl, dr = dim // 2, dim - dim // 2
 
     def small(*shape: int) -> np.ndarray:
@@ -169,7 +174,14 @@ def random_block(
     dense = InvertibleDense(random_orthogonal(dim, rng))
     A = glorot_uniform(dl, hidden, rng)
     coupling = CouplingLayer(
-        A, small(hidden), small(hidden, dr), small(dr), small(hidden, dr), small(dr), slope, scale_shift
+        A,
+        small(hidden),
+        small(hidden, dr),
+        small(dr),
+        small(hidden, dr),
+        small(dr),
+        slope,
+        scale_shift,
     )
     return FlowBlock(dense, coupling, ActNorm(small(dim), small(dim)))
 
@@ -215,10 +227,12 @@ class RealNVP:
         scale_shift: float = SCALE_SHIFT,
         zero_init: bool = True,
     ) -> RealNVP:
-        """DESIGN.md's init (W orthogonal, A Glorot, the rest 0); zero_init=False: rest N(0, 0.01)."""
+        """DESIGN.md's init (W orthogonal, A Glorot, rest 0); zero_init=False: rest ~ N(0, .01)."""
         if dim < 1 or depth < 0:
             raise ValueError(f"RealNVP needs dim >= 1 and depth >= 0, got dim={dim}, depth={depth}")
-        return cls([random_block(dim, rng, hidden, slope, scale_shift, zero_init) for _ in range(depth)])
+        return cls(
+            [random_block(dim, rng, hidden, slope, scale_shift, zero_init) for _ in range(depth)]
+        )
 
     @classmethod
     def from_params(
@@ -234,10 +248,16 @@ class RealNVP:
         for k in range(depth):
             missing = [n for n in PARAM_NAMES if f"{prefix}.{k}.{n}" not in params]
             if missing:
-                raise ValueError(f"flow parameters missing keys {prefix}.{k}.{missing} (depth {depth})")
+                raise ValueError(
+                    f"flow parameters missing keys {prefix}.{k}.{missing} (depth {depth})"
+                )
             p = {n: np.asarray(params[f"{prefix}.{k}.{n}"], dtype=np.float64) for n in PARAM_NAMES}
-            coupling = CouplingLayer(p["A"], p["a"], p["S"], p["s0"], p["T"], p["t0"], slope, scale_shift)
-            blocks.append(FlowBlock(InvertibleDense(p["W"]), coupling, ActNorm(p["log_scale"], p["bias"])))
+            coupling = CouplingLayer(
+                p["A"], p["a"], p["S"], p["s0"], p["T"], p["t0"], slope, scale_shift
+            )
+            blocks.append(
+                FlowBlock(InvertibleDense(p["W"]), coupling, ActNorm(p["log_scale"], p["bias"]))
+            )
         return cls(blocks)
 
     def to_params(self, prefix: str) -> dict[str, np.ndarray]:
@@ -245,19 +265,33 @@ class RealNVP:
         out = {}
         for k, b in enumerate(self.blocks):
             c = b.coupling
-            values = (b.dense.W, c.A, c.a, c.S, c.s0, c.T, c.t0, b.actnorm.log_scale, b.actnorm.bias)
+            values = (
+                b.dense.W,
+                c.A,
+                c.a,
+                c.S,
+                c.s0,
+                c.T,
+                c.t0,
+                b.actnorm.log_scale,
+                b.actnorm.bias,
+            )
             out.update({f"{prefix}.{k}.{n}": v for n, v in zip(PARAM_NAMES, values, strict=True)})
         return out
 
 
 def flow_prior_log_prob(flow: RealNVP, z: np.ndarray) -> np.ndarray:
-    """Eq. 4: log p_lambda(z) = log N(f_lambda(z); 0, I) + log|det df_lambda/dz|; z (..., D) -> (...)."""
+    """Eq. 4: log p_lambda(z) = log N(f_lambda(z); 0, I) + log|det df_lambda/dz|.
+
+    z (..., D) -> (...).
+    """
     w, logdet = flow.forward(z)  # (..., D), (...)
     return unit_gaussian_log_prob(w) + logdet
 
 
-def flow_posterior(flow: RealNVP, w: np.ndarray, log_qw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def flow_posterior(
+    flow: RealNVP, w: np.ndarray, log_qw: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Eq. B.1: z = f_eta(w), log q(z|x) = log q(w|x) - log|det df_eta/dw|; w (..., D)."""
     z, logdet = flow.forward(w)  # (..., D), (...)
     return z, log_qw - logdet
-

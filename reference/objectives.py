@@ -57,7 +57,9 @@ def klzx(params: Params, cfg: VAEConfig, x: np.ndarray, eps: np.ndarray) -> np.n
     return evaluate(params, cfg, x, eps)["klzx"]
 
 
-def evaluate(params: Params, cfg: VAEConfig, x: np.ndarray, eps: np.ndarray) -> dict[str, np.ndarray]:
+def evaluate(
+    params: Params, cfg: VAEConfig, x: np.ndarray, eps: np.ndarray
+) -> dict[str, np.ndarray]:
     """All B.3 metrics from one set of log-weights: nll, elbo, recon, kl, klzx, each (B,)."""
     log_px_z, log_pz, log_qz = log_weights(params, cfg, x, eps)  # (S, B) each
     log_w = log_px_z + log_pz - log_qz  # (S, B)

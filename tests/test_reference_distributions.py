@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 from scipy.special import expit, log_expit
-
 from vaeprior.reference.distributions import (
     bernoulli_log_prob,
     gaussian_log_prob,
@@ -38,9 +37,7 @@ def test_gaussian_log_prob_matches_scipy() -> None:
     x, mean, log_std = rng.standard_normal((3, 4, 5))
     expected = stats.norm.logpdf(x, mean, np.exp(log_std)).sum(-1)
     np.testing.assert_allclose(gaussian_log_prob(x, mean, log_std), expected, rtol=1e-13)
-    np.testing.assert_allclose(
-        unit_gaussian_log_prob(x), stats.norm.logpdf(x).sum(-1), rtol=1e-13
-    )
+    np.testing.assert_allclose(unit_gaussian_log_prob(x), stats.norm.logpdf(x).sum(-1), rtol=1e-13)
     np.testing.assert_allclose(
         gaussian_log_prob(x, 0.0 * x, 0.0 * x), unit_gaussian_log_prob(x), rtol=1e-15
     )

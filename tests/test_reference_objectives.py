@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
-
 from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.dense_vae import (
     decode_logits,
@@ -32,9 +31,17 @@ X, Z, H, B, S = 12, 3, 16, 6, 7
 VARIANTS = [("gaussian", "gaussian"), ("rnvp", "gaussian"), ("gaussian", "rnvp"), ("rnvp", "rnvp")]
 
 
-def small_model(prior: str = "gaussian", posterior: str = "gaussian", depth: int = 2, seed: int = 0):
+def small_model(
+    prior: str = "gaussian", posterior: str = "gaussian", depth: int = 2, seed: int = 0
+):
     cfg = VAEConfig(
-        x_dim=X, z_dim=Z, hidden=H, prior=prior, posterior=posterior, flow_depth=depth, flow_hidden=8
+        x_dim=X,
+        z_dim=Z,
+        hidden=H,
+        prior=prior,
+        posterior=posterior,
+        flow_depth=depth,
+        flow_hidden=8,
     )
     rng = np.random.default_rng(seed)
     params = init_params(cfg, rng, zero_init=False)
@@ -44,12 +51,17 @@ def small_model(prior: str = "gaussian", posterior: str = "gaussian", depth: int
 
 
 def test_param_keys_and_shapes_follow_design() -> None:
-    cfg, params, _, _ = small_model("rnvp", "rnvp")
+    _, params, _, _ = small_model("rnvp", "rnvp")
     assert params["enc.l1.W"].shape == (X, H) and params["enc.mean.b"].shape == (Z,)
     assert params["dec.out.W"].shape == (H, X) and params["dec.l1.W"].shape == (Z, H)
-    assert params["prior.1.A"].shape == (Z // 2, 8) and params["posterior.0.S"].shape == (8, Z - Z // 2)
+    assert params["prior.1.A"].shape == (Z // 2, 8) and params["posterior.0.S"].shape == (
+        8,
+        Z - Z // 2,
+    )
     cfg0 = VAEConfig(x_dim=X, z_dim=Z, hidden=H)
-    assert not any(k.startswith(("prior", "posterior")) for k in init_params(cfg0, np.random.default_rng()))
+    assert not any(
+        k.startswith(("prior", "posterior")) for k in init_params(cfg0, np.random.default_rng())
+    )
     zero = init_params(cfg0, np.random.default_rng(0))
     assert not np.any(zero["enc.l1.b"]) and np.abs(zero["enc.l1.W"]).max() <= np.sqrt(6 / (X + H))
 
@@ -150,7 +162,9 @@ def identity_flow(depth: int, rng: np.random.Generator) -> RealNVP:
             np.zeros((8, dr)), np.zeros(dr), np.zeros((8, dr)), np.zeros(dr),
         )  # fmt: skip
         log_scale = np.concatenate([np.zeros(dl), -log_sigmoid(np.full(dr, 2.0))])
-        blocks.append(FlowBlock(InvertibleDense(np.eye(Z)), coupling, ActNorm(log_scale, np.zeros(Z))))
+        blocks.append(
+            FlowBlock(InvertibleDense(np.eye(Z)), coupling, ActNorm(log_scale, np.zeros(Z)))
+        )
     return RealNVP(blocks)
 
 
@@ -184,7 +198,9 @@ def test_bad_inputs_are_clear_errors() -> None:
 def test_active_units_on_known_variances() -> None:
     rng = np.random.default_rng(0)
     n = 1000
-    column_std = np.array([0.0, 0.05, 0.09, 0.11, 0.5, 2.0])  # variances 0, .0025, .0081, .0121, ...
+    column_std = np.array(
+        [0.0, 0.05, 0.09, 0.11, 0.5, 2.0]
+    )  # variances 0, .0025, .0081, .0121, ...
     base = rng.standard_normal((n, 6))
     base = (base - base.mean(0)) / base.std(0)  # exactly zero mean, unit (population) variance
     mean_z = 3.0 + base * column_std  # (N, Z)

@@ -180,7 +180,12 @@ def ensure_run(rep: Reproduction, spec: RunSpec, seed: int) -> bool:
     cfg = train_config(
         spec, rep.budget, seed, device=rep.device, data_dir=rep.data_dir, base_run=base_run
     )
-    if (d / CONFIG).exists() and _comparable(read_json(d / CONFIG)) != _comparable(cfg.to_dict()):
+    saved = d / CONFIG
+    if (
+        status != "missing"
+        and saved.exists()
+        and _comparable(read_json(saved)) != _comparable(cfg.to_dict())
+    ):
         raise ValueError(f"{d} holds a run with another configuration: use another --out")
     if status == "finished":
         return False

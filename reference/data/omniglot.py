@@ -47,7 +47,7 @@ def column_images(columns: np.ndarray, name: str) -> np.ndarray:
             f"{name}: expected a numeric (784, N) matrix (one image per column), "
             f"got {columns.dtype} {columns.shape}"
         )
-    images = columns.T.reshape(-1, 28, 28)  # (N, 28, 28), upright
+    images = columns.T.reshape(-1, 28, 28).transpose(0, 2, 1)  # (N, 28, 28), upright
     images = np.ascontiguousarray(images, dtype=np.float32).reshape(-1, 784)  # (N, 784)
     if images.size and not (images.min() >= 0.0 and images.max() <= 1.0):
         raise DatasetError(
