@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
 from vaeprior.reference import analysis as ref
 
 ANALYSES = (
@@ -638,7 +639,10 @@ def _run_closest_pairs(args, vae, cfg, data, out) -> list[Path]:
     }
     if "std_ij_exact" in r:
         rel = np.abs(r["std_ij"] / r["std_ij_exact"] - 1.0)
-        payload["std_sampled_vs_closed_form_max_rel_err"] = float(rel.max())
+        payload["std_sampled_vs_closed_form_rel_err"] = {
+            "mean": float(rel.mean()),
+            "max": float(rel.max()),
+        }
     draw = lambda p: _plots().plot_closest_pairs(
         r["posterior_std"], r["distance"], r["normalized_distance"], p
     )

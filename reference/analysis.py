@@ -17,6 +17,7 @@ O(N^2) memory take a `chunk_elems` bound and stream instead.
 from __future__ import annotations
 
 import numpy as np
+
 from vaeprior.reference.distributions import LOG_2PI
 
 DEFAULT_CHUNK_ELEMS = 2**22  # 4M float64 = 32 MiB per distance / log-density block

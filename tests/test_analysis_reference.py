@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import integrate
+
 from vaeprior.reference import analysis as A
 from vaeprior.reference.distributions import gaussian_log_prob, log_mean_exp
 

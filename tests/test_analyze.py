@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+
 from vaeprior.fast import analyze as an
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.vae import build_vae
@@ -316,6 +317,7 @@ def test_cli_run_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path) 
 def test_analyze_cli_on_trained_post_hoc_run(synthetic, tmp_path) -> None:
     """End to end through `vaeprior analyze`: a tiny standard run, a post-hoc RNVP prior on it."""
     from conftest import tiny_model
+
     from vaeprior.fast.checkpoint import load_run
     from vaeprior.fast.cli import main
     from vaeprior.fast.train import TrainConfig, train

@@ -252,10 +252,10 @@ def test_binarize_extremes_and_bad_input() -> None:
 
 
 def test_binarize_test_layout_and_determinism() -> None:
-    """Row 10 i + j is the j-th binarization of image i, from default_rng(seed)."""
+    """Row j N + i is the j-th binarization of image i, from default_rng(seed)."""
     p = np.random.default_rng(6).random((30, 784), dtype=np.float32)
     out = binarize_test(p, seed=11)
-    expected = np.random.default_rng(11).random((30, 10, 784), dtype=np.float32) < p[:, None, :]
+    expected = np.random.default_rng(11).random((10, 30, 784), dtype=np.float32) < p[None, :, :]
     assert out.shape == (300, 784) and out.dtype == np.uint8
     np.testing.assert_array_equal(out, expected.reshape(300, 784))
     np.testing.assert_array_equal(out, binarize_test(p, seed=11))

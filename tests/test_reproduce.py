@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from vaeprior.bench.reproduce import runner as rr
 from vaeprior.bench.reproduce.budgets import BUDGETS, get_budget
 from vaeprior.bench.reproduce.tables import (
@@ -281,7 +282,7 @@ def test_runner_refuses_mixed_budgets_and_configs(tmp_path: Path) -> None:
     cfg = rep.run_dir(RunSpec("mnist", "dense"), 0) / "config.json"
     saved = json.loads(cfg.read_text())
     cfg.write_text(json.dumps({**saved, "reg_qz": True}))
-    with pytest.raises(ValueError, match="another configuration"):
+    with pytest.raises(ValueError, match="holds another configuration"):
         rr.reproduce(rep, log=lambda m: None)
     with pytest.raises(ValueError, match="--seeds must be >= 1"):
         rr.Reproduction(**{**rep.__dict__, "seeds": 0})

@@ -10,8 +10,9 @@ Layout of a reproduction folder DIR:
         posterior-stats.json            Table B.1 moments (only for tables that need them)
     DIR/table<KEY>.md                   rewritten after every finished run
 
-Cells of different tables that share a configuration share a run, so `vaeprior reproduce 7`
-after `vaeprior reproduce 1` into the same DIR trains nothing new for ResnetVAE.
+One reproduction at a time per DIR (a second one would restart the first one's run that has
+no checkpoint yet). Cells of different tables that share a configuration share a run, so
+`vaeprior reproduce 7` after `vaeprior reproduce 1` into the same DIR trains nothing new.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from vaeprior.bench.reproduce.budgets import Budget
 from vaeprior.bench.reproduce.tables import ANALYSIS_METRICS, METRICS, Cell, RunSpec, Table
 from vaeprior.fast.checkpoint import (
@@ -102,9 +104,22 @@ def train_config(
     )
 
 
-def _comparable(cfg_dict: dict) -> dict:
-    """A saved config without the fields that may change between machines."""
-    return {k: v for k, v in cfg_dict.items() if k not in ("device", "data_dir", "base_run")}
+def _comparable(cfg: Any) -> dict:
+    """A TrainConfig as a dict without the fields that may change between machines."""
+    d = cfg.to_dict()
+    return {k: v for k, v in d.items() if k not in ("device", "data_dir", "base_run")}
+
+
+def _check_same_config(saved: Path, cfg: Any) -> None:
+    """Refuse to resume or reuse a run directory that holds another configuration."""
+    from vaeprior.fast.train import TrainConfig
+
+    try:
+        have = TrainConfig.from_dict(read_json(saved))
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{saved} is unreadable ({e}): delete its run folder") from None
+    if _comparable(have) != _comparable(cfg):
+        raise ValueError(f"{saved.parent} holds another configuration's run: use another --out")
 
 
 def check_manifest(out: Path, budget: Budget) -> None:
@@ -180,13 +195,8 @@ def ensure_run(rep: Reproduction, spec: RunSpec, seed: int) -> bool:
     cfg = train_config(
         spec, rep.budget, seed, device=rep.device, data_dir=rep.data_dir, base_run=base_run
     )
-    saved = d / CONFIG
-    if (
-        status != "missing"
-        and saved.exists()
-        and _comparable(read_json(saved)) != _comparable(cfg.to_dict())
-    ):
-        raise ValueError(f"{d} holds a run with another configuration: use another --out")
+    if status != "missing" and (d / CONFIG).exists():
+        _check_same_config(d / CONFIG, cfg)
     if status == "finished":
         return False
     if status == "missing" and d.exists():

@@ -170,10 +170,9 @@ VARIANTS = {
 }
 
 
-def variants(model: str, names: Iterable[str], prefix: bool = True, **extra) -> list[Axis]:
-    """Axis of prior/posterior variants of one architecture (K = 20 unless `extra` says)."""
-    label = MODEL_LABELS[model] + " " if prefix else ""
-    return [(f"{label}{n}", {"model": model, **VARIANTS[n], **extra}) for n in names]
+def variants(model: str, names: Iterable[str]) -> list[Axis]:
+    """Axis of prior/posterior variants of one architecture, K = 20."""
+    return [(f"{MODEL_LABELS[model]} {n}", {"model": model, **VARIANTS[n]}) for n in names]
 
 
 def metric_axis(*metrics: str) -> list[Axis]:

@@ -40,9 +40,11 @@ def binarize(intensities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def binarize_test(intensities: np.ndarray, seed: int, copies: int = TEST_COPIES) -> np.ndarray:
     """The fixed, enlarged test set (Appendix B.1): each image binarized ``copies`` times.
 
-    Row ``copies * i + j`` is the j-th binarization of test image i (``(N * copies, D)``
-    uint8), drawn from ``np.random.default_rng(seed)``, so it is identical on every load.
+    Row ``j * N + i`` is the j-th binarization of test image i (``(copies * N, D)`` uint8),
+    drawn from ``np.random.default_rng(seed)``, so it is identical on every load. Copy-major
+    order: the first N rows hold one binarization of every image, so a ``--limit n`` evaluation
+    (n <= N) sees n distinct images.
     """
     n, d = intensities.shape
-    repeated = np.broadcast_to(intensities[:, None, :], (n, copies, d))  # (N, copies, D), no copy
-    return binarize(repeated, np.random.default_rng(seed)).reshape(n * copies, d)
+    repeated = np.broadcast_to(intensities[None, :, :], (copies, n, d))  # (copies, N, D), no copy
+    return binarize(repeated, np.random.default_rng(seed)).reshape(copies * n, d)

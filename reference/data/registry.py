@@ -34,7 +34,7 @@ class Dataset:
 
     train / validation: float32 intensities in [0, 1] (already 0/1 for static-mnist);
     validation is None unless asked for (static-mnist always has its own 10,000).
-    test: uint8 in {0, 1}, already binarized (10 copies per image for dynamic datasets).
+    test: uint8 in {0, 1}, already binarized (10 copies per image for dynamic datasets, copy-major: row j*N + i).
     dynamic: True -> re-binarize train/validation each epoch with ``binarize``.
     """
 
@@ -82,7 +82,8 @@ def load_dataset(
 
     Files are read from ``resolve_data_dir(data_dir) / <name> / ...`` and downloaded there
     when missing (``download=True``). ``split_seed`` fixes the random validation split,
-    ``test_seed`` the 10x test binarization; both are ignored by static-mnist.
+    ``test_seed`` the 10x test binarization. static-mnist ignores all three: it always has
+    its published validation file and its test set as is.
     """
     if name not in SPECS:
         raise DatasetError(f"unknown dataset {name!r}: choose one of {DATASETS}")
