@@ -75,10 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_sample(sub)
-    for name, (module, help_) in LAZY.items():
-        p = sub.add_parser(name, help=help_, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(lazy_module=module)
+    for name, (_, help_) in LAZY.items():  # listed for --help; main() dispatches them
+        sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
@@ -135,14 +133,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_lazy(args: argparse.Namespace, name: str) -> int:
+def _cmd_lazy(name: str, rest: list[str]) -> int:
+    """Import the module behind `name` only now, and let it parse its own arguments."""
     try:
-        mod = importlib.import_module(args.lazy_module)
+        mod = importlib.import_module(LAZY[name][0])
     except ImportError as e:
         raise ValueError(f"the {name} subcommand is unavailable ({e})") from None
     p = argparse.ArgumentParser(prog=f"vaeprior {name}")
     mod.add_arguments(p)
-    return int(mod.run(p.parse_args(args.rest)))
+    return int(mod.run(p.parse_args(rest)))
 
 
 COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample}
@@ -150,13 +149,14 @@ COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sampl
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vaeprior` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     from vaeprior.fast.checkpoint import CheckpointError
     from vaeprior.fast.train import TrainingError
 
     try:
-        if args.command in LAZY:
-            return _cmd_lazy(args, args.command)
+        if argv and argv[0] in LAZY:
+            return _cmd_lazy(argv[0], argv[1:])
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, CheckpointError, TrainingError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__

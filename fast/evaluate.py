@@ -12,6 +12,7 @@ device, and a direct unchunked computation sees exactly the same ε.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,9 +23,9 @@ from vaeprior.fast.checkpoint import EVAL, atomic_write_json, load_run
 from vaeprior.fast.distributions import bernoulli_log_prob, unit_gaussian_log_prob
 
 BACKENDS = ("auto", "torch", "triton")
-ROWS_PER_CHUNK = 8192  # S_chunk * B decoder rows alive at once
+ROWS_PER_CHUNK = 8192  # S_chunk * B decoder rows alive at once (DenseVAE)
+CONV_ROWS_PER_CHUNK = 1024  # conv decoders keep (rows, 32..64, 28, 28) activations
 AU_THRESHOLD = 0.01  # active unit: Var_x E_q[z_k | x] > 0.01 (Burda et al.; Appendix B.3)
-
 
 
 def _signed(v: int) -> int:
@@ -102,13 +103,18 @@ def select_loglik(
     """auto = the Triton kernel on CUDA, chunked torch on CPU."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of {BACKENDS}")
-    if backend == "auto":
+    auto = backend == "auto"
+    if auto:
         backend = "triton" if device.type == "cuda" else "torch"
     if backend == "torch":
         return _torch_loglik
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ValueError("backend triton needs a CUDA device (or TRITON_INTERPRET=1): use torch")
     try:
         import vaeprior.fast.kernels.iw_nll  # noqa: F401
     except ImportError as e:
+        if auto:
+            return _torch_loglik
         raise ValueError(f"backend triton unavailable ({e}): use --backend torch") from None
     return _triton_loglik
 
@@ -174,7 +180,8 @@ def evaluate(
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"evaluate needs x of shape (N, 784) with N >= 1, got {tuple(x.shape)}")
     loglik = select_loglik(backend, x.device)
-    chunk = sample_chunk or max(1, ROWS_PER_CHUNK // min(batch_size, x.shape[0]))
+    rows = ROWS_PER_CHUNK if vae.cfg.model == "dense" else CONV_ROWS_PER_CHUNK
+    chunk = sample_chunk or max(1, rows // min(batch_size, x.shape[0]))
     seed, was_training = _seed_from(generator), vae.training
     vae.eval()
     totals = {"nll": 0.0, "recon": 0.0, "kl": 0.0}

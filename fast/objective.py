@@ -67,7 +67,11 @@ def training_loss(
     welbo = warmup_elbo(lw, beta).mean()
     l2 = l2_penalty(vae).to(welbo)
     loss = -welbo + l2
-    stats = {"welbo": welbo.detach(), "elbo": warmup_elbo(lw, 1.0).mean().detach(), "l2": l2.detach()}
+    stats = {
+        "welbo": welbo.detach(),
+        "elbo": warmup_elbo(lw, 1.0).mean().detach(),
+        "l2": l2.detach(),
+    }
     if use_reg_qz:
         reg = reg_qz(lw["z"])
         loss = loss + reg

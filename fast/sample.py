@@ -17,9 +17,7 @@ def _pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError(
-            "vaeprior sample needs matplotlib: pip install 'vaeprior[plot]'"
-        ) from None
+        raise ValueError("vaeprior sample needs matplotlib: pip install 'vaeprior[plot]'") from None
     return plt
 
 

@@ -70,7 +70,10 @@ def beta(stage_epoch: float, warmup: int) -> float:
 def _vae_stage(
     stage: str, dataset: str, factor: float, prior: str, groups: tuple[str, ...]
 ) -> list[Phase]:
-    """The 2400-epoch VAE schedule: LR 1e-3/1e-4/1e-5 x 800 (StaticMNIST 1e-4 x 1600, 1e-5 x 800)."""
+    """The 2400-epoch VAE schedule (Appendix B.3).
+
+    LR 1e-3, 1e-4, 1e-5 for 800 epochs each; StaticMNIST 1e-4 for 1600 then 1e-5 for 800.
+    """
     if dataset == "static-mnist":
         steps = [(1600, 1e-4), (800, 1e-5)]
     else:

@@ -36,7 +36,13 @@ from vaeprior.fast.checkpoint import (
     resolve_device,
 )
 from vaeprior.fast.config import DATASETS, ModelConfig
-from vaeprior.fast.data import DeviceData, epoch_batches, load_device_data, num_batches, split_tensor
+from vaeprior.fast.data import (
+    DeviceData,
+    epoch_batches,
+    load_device_data,
+    num_batches,
+    split_tensor,
+)
 from vaeprior.fast.evaluate import active_units, evaluate, summary_line
 from vaeprior.fast.objective import training_loss
 from vaeprior.fast.vae import VAE, build_vae
@@ -156,7 +162,9 @@ def _truncate_metrics(path: Path, epochs_done: int) -> None:
     """Drop metric lines of epochs after the checkpoint (they are trained again)."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epochs_done]
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epochs_done
+    ]
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
@@ -168,7 +176,9 @@ def _load_base(vae: VAE, cfg: TrainConfig) -> None:
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"--base-run {base}: unreadable config ({e})") from None
     if base_cfg.dataset != cfg.dataset:
-        raise CheckpointError(f"--base-run {base} was trained on {base_cfg.dataset}, not {cfg.dataset}")
+        raise CheckpointError(
+            f"--base-run {base} was trained on {base_cfg.dataset}, not {cfg.dataset}"
+        )
     want = replace(cfg.model, prior=base_cfg.model.prior)
     if cfg.model.posterior == "gaussian":
         want = replace(want, flow_depth=base_cfg.model.flow_depth)
@@ -213,6 +223,7 @@ def _save(out: Path, cfg: TrainConfig, vae: VAE, opt, gen, st: RunState) -> None
             "model": vae.state_dict(),
             "optimizer": opt.state_dict(),
             "rng": _rng_state(gen),
+            "device": gen.device.type,
             "state": asdict(st),
         },
         out / CHECKPOINT,
@@ -223,6 +234,11 @@ def _restore(out: Path, cfg: TrainConfig, vae: VAE, opt, gen) -> RunState:
     ckpt = load_checkpoint(out / CHECKPOINT)
     check_same_model(ckpt["config"]["model"], cfg.model, out / CHECKPOINT)
     load_model_state(vae, ckpt["model"], out / CHECKPOINT)
+    saved = ckpt.get("device", gen.device.type)
+    if saved != gen.device.type:
+        raise CheckpointError(
+            f"{out / CHECKPOINT} was trained on {saved}: resume it with --device {saved}"
+        )
     try:
         opt.load_state_dict(ckpt["optimizer"])
         _set_rng_state(gen, ckpt["rng"])
@@ -271,7 +287,9 @@ def _run_epoch(
     for b, x in enumerate(epoch_batches(data.train, bs, gen, dynamic=data.dynamic)):
         beta = sch.beta(phase.stage_offset + phase_epoch + b / n_b, phase.warmup)
         x = x.to(dtype)
-        eps = torch.randn((1, x.shape[0], cfg.model.z_dim), generator=gen, device=x.device, dtype=dtype)
+        eps = torch.randn(
+            (1, x.shape[0], cfg.model.z_dim), generator=gen, device=x.device, dtype=dtype
+        )
         loss, stats = training_loss(
             vae, x, eps, beta, unit_prior=phase.prior == "unit", use_reg_qz=reg
         )
@@ -308,7 +326,9 @@ def _early_stopping(
 ) -> float | None:
     """Validate when due; keep best.pt per stage; restore it at the stage's end if better."""
     phase = phases[i]
-    stage_end = pe + 1 == phase.epochs and (i + 1 == len(phases) or phases[i + 1].stage != phase.stage)
+    stage_end = pe + 1 == phase.epochs and (
+        i + 1 == len(phases) or phases[i + 1].stage != phase.stage
+    )
     if not stage_end and (st.epoch % sch.validation_every(cfg.epochs)) != 0:
         return None
     nll = _validate(vae, data, cfg, phase, st.epoch)
@@ -393,7 +413,9 @@ def _train_loop(out, cfg, vae, opt, gen, data, phases, st: RunState, early: bool
     _set_trainable(vae, tuple(vae.parameter_groups()))
 
 
-def _final_results(out: Path, cfg: TrainConfig, vae: VAE, data: DeviceData, st: RunState, progress: bool) -> dict:
+def _final_results(
+    out: Path, cfg: TrainConfig, vae: VAE, data: DeviceData, st: RunState, progress: bool
+) -> dict:
     """Evaluate the final model (Appendix B.3) on eval_split and write results.json."""
     x = split_tensor(data, cfg.eval_split, cfg.seed)[: cfg.eval_limit]
     res = evaluate(vae, x, samples=cfg.eval_samples)

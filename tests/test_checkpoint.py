@@ -47,8 +47,15 @@ def test_mismatched_state_is_rejected():
 
 
 def test_train_config_round_trip():
-    cfg = TrainConfig(dataset="static-mnist", model=tiny_model(prior="rnvp"), strategy="iterative",
-                      epochs=7, iterations=2, m_epochs=3, reg_qz=True)
+    cfg = TrainConfig(
+        dataset="static-mnist",
+        model=tiny_model(prior="rnvp"),
+        strategy="iterative",
+        epochs=7,
+        iterations=2,
+        m_epochs=3,
+        reg_qz=True,
+    )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown train config keys"):
         TrainConfig.from_dict({**cfg.to_dict(), "lr": 1})
@@ -57,8 +64,14 @@ def test_train_config_round_trip():
 
 
 def test_load_run_returns_the_trained_model(synthetic, tmp_path):
-    cfg = TrainConfig(dataset="mnist", model=tiny_model(prior="rnvp"), epochs=3, eval_samples=4,
-                      eval_limit=8, device="cpu")
+    cfg = TrainConfig(
+        dataset="mnist",
+        model=tiny_model(prior="rnvp"),
+        epochs=3,
+        eval_samples=4,
+        eval_limit=8,
+        device="cpu",
+    )
     train(cfg, tmp_path / "r", progress=False)
     vae, loaded = load_run(tmp_path / "r")
     assert loaded == cfg and not vae.training

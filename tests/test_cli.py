@@ -14,12 +14,25 @@ import vaeprior.fast.train as ftrain
 from vaeprior.fast.cli import main
 from vaeprior.reference.data import load_dataset
 
-TINY = ["--z-dim", "4", "--flow-depth", "2", "--eval-samples", "4", "--eval-limit", "8",
-        "--device", "cpu", "--no-progress"]
+TINY = [
+    "--z-dim",
+    "4",
+    "--flow-depth",
+    "2",
+    "--eval-samples",
+    "4",
+    "--eval-limit",
+    "8",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--epochs",
+    "3",
+]
 
 
 def _train(out, *extra):
-    return main(["train", "--prior", "rnvp", "--epochs", "3", "--out", str(out), *TINY, *extra])
+    return main(["train", "--prior", "rnvp", "--out", str(out), *TINY, *extra])
 
 
 def _error(capsys) -> str:
@@ -64,13 +77,23 @@ def test_resume_via_cli(synthetic, tmp_path):
         (["train", "--prior", "rnvp", "--flow-depth", "-1"], "flow depth K must be >= 0"),
         (["train", "--strategy", "post-hoc"], "use --prior rnvp"),
         (["train", "--prior", "rnvp", "--resume"], "--resume: no checkpoint"),
-        (["train", "--prior", "rnvp", "--strategy", "post-hoc", "--base-run", "/nonexistent/run"],
-         "not found"),
+        (
+            [
+                "train",
+                "--prior",
+                "rnvp",
+                "--strategy",
+                "post-hoc",
+                "--base-run",
+                "/nonexistent/run",
+            ],
+            "not found",
+        ),
         (["train", "--epochs", "0"], "epochs must be >= 1"),
     ],
 )
 def test_train_errors(synthetic, tmp_path, capsys, argv, msg):
-    assert main([*argv, "--out", str(tmp_path / "r"), *TINY]) == 2
+    assert main([argv[0], "--out", str(tmp_path / "r"), *TINY, *argv[1:]]) == 2  # argv wins
     assert msg in _error(capsys)
     assert not (tmp_path / "r" / "config.json").exists()
 
@@ -137,6 +160,10 @@ def test_lazy_subcommand_reports_missing_module(capsys, monkeypatch):
 
 
 def test_python_dash_m_entry_point():
-    r = subprocess.run([sys.executable, "-m", "vaeprior.fast", "--help"], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "vaeprior.fast", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout

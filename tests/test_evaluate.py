@@ -33,8 +33,12 @@ def _x(n=10):
 
 def test_counter_normal_is_chunk_independent_and_standard_normal():
     whole = counter_normal(7, 0, 30, 0, 40, 5, dtype=torch.float64)  # (40, 30, 5)
-    parts = torch.cat([counter_normal(7, 0, 30, s, 10, 5, dtype=torch.float64) for s in range(0, 40, 10)])
-    rows = torch.cat([counter_normal(7, r, 10, 0, 40, 5, dtype=torch.float64) for r in (0, 10, 20)], 1)
+    parts = torch.cat(
+        [counter_normal(7, 0, 30, s, 10, 5, dtype=torch.float64) for s in range(0, 40, 10)]
+    )
+    rows = torch.cat(
+        [counter_normal(7, r, 10, 0, 40, 5, dtype=torch.float64) for r in (0, 10, 20)], 1
+    )
     assert torch.equal(whole, parts) and torch.equal(whole, rows)
     assert not torch.equal(whole, counter_normal(8, 0, 30, 0, 40, 5, dtype=torch.float64))
     big = counter_normal(3, 0, 200, 0, 500, 2, dtype=torch.float64).flatten()  # 200,000 draws
@@ -113,12 +117,17 @@ def test_rnvp_posterior_means_converge_to_the_monte_carlo_mean():
     assert torch.allclose(m, z.mean(0), rtol=1e-12, atol=1e-12)
     se = z.std(0) / math.sqrt(4000)
     with torch.no_grad():  # K-block flow of a Gaussian: the mean is not the flow of the mean
-        z_big = vae.posterior_sample(x, counter_normal(9, 0, 5, 0, 20000, 4, dtype=torch.float64))[0]
+        z_big = vae.posterior_sample(x, counter_normal(9, 0, 5, 0, 20000, 4, dtype=torch.float64))[
+            0
+        ]
     assert ((m - z_big.mean(0)).abs() < 6 * se).all()
 
 
-def test_bad_arguments():
+def test_bad_arguments(monkeypatch):
     vae, x = _model(), _x(2)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        evaluate(vae, x, backend="triton")
     with pytest.raises(ValueError, match="backend"):
         evaluate(vae, x, backend="cuda")
     with pytest.raises(ValueError, match="samples"):
@@ -132,3 +141,40 @@ def test_evaluate_restores_training_mode():
     vae.train()
     evaluate(vae, x, samples=2, backend="torch")
     assert vae.training
+
+
+TRITON_CHECK = r"""
+import sys, torch
+sys.path.insert(0, "tests")
+from conftest import tiny_model
+from vaeprior.fast.evaluate import evaluate
+from vaeprior.fast.vae import build_vae
+for model in ("dense", "conv"):
+    torch.manual_seed(0)
+    vae = build_vae(tiny_model(model=model, prior="rnvp")).eval()
+    x = torch.bernoulli(torch.full((3, 784), 0.3), generator=torch.Generator().manual_seed(1))
+    a = evaluate(vae, x, samples=5, sample_chunk=2, backend="torch")
+    b = evaluate(vae, x, samples=5, sample_chunk=2, backend="triton")
+    for k in ("nll", "elbo", "recon", "kl"):
+        assert abs(a[k] - b[k]) <= 1e-4 * abs(a[k]) + 1e-3, (model, k, a[k], b[k])
+print("ok")
+"""
+
+
+def test_triton_backend_matches_torch_in_the_interpreter():
+    """--backend triton (fused last layer + Bernoulli) = chunked torch, via TRITON_INTERPRET=1."""
+    pytest.importorskip("triton", reason="triton is not installed")
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]

@@ -15,15 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-if not torch.cuda.is_available():
+_CPU = not torch.cuda.is_available()
+_previous = os.environ.get("TRITON_INTERPRET")
+if _CPU:  # triton picks the interpreter when the kernel is decorated, i.e. at import
     os.environ["TRITON_INTERPRET"] = "1"
 
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from vaeprior.fast.kernels import flow as fk  # noqa: E402
 
-if not torch.cuda.is_available() and not isinstance(fk._realnvp_fwd_kernel, InterpretedFunction):
+if _CPU and not isinstance(fk._realnvp_fwd_kernel, InterpretedFunction):
     fk = importlib.reload(fk)  # imported earlier without the interpreter flag
+if _previous is None:  # do not leak the flag into other test modules
+    os.environ.pop("TRITON_INTERPRET", None)
+else:
+    os.environ["TRITON_INTERPRET"] = _previous
 
 SLOPE, SHIFT = 0.2, 2.0
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -43,8 +49,9 @@ def make_params(K: int, D: int, H: int, dtype=torch.float64, seed: int = 0, s_sc
         return torch.randn(*shape, generator=g, dtype=torch.float64) * scale
 
     W = torch.linalg.qr(r(K, D, D))[0] * (1 + 0.1 * r(K, 1, D))  # non-orthogonal: logdet != 0
-    ps = [W, r(K, Dl, H, scale=0.3), r(K, H, scale=0.1), r(K, H, Dr, scale=0.1 * s_scale),
-          r(K, Dr, scale=s_scale), r(K, H, Dr, scale=0.1), r(K, Dr), r(K, D, scale=0.1), r(K, D, scale=0.1)]  # fmt: skip
+    ps = [W, r(K, Dl, H, scale=0.3), r(K, H, scale=0.1), r(K, H, Dr, scale=0.1 * s_scale)]
+    ps += [r(K, Dr, scale=s_scale), r(K, H, Dr, scale=0.1), r(K, Dr)]
+    ps += [r(K, D, scale=0.1), r(K, D, scale=0.1)]
     return [p.to(dtype).requires_grad_() for p in ps]
 
 
@@ -101,7 +108,9 @@ def test_forward_logdet_and_all_gradients_match_float64(K, D, H, N):
     torch.testing.assert_close(y, y_r, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(ld, ld_r, rtol=1e-10, atol=1e-10)
     for name, g, g_r in zip(["x", *fk._PARAM_NAMES], grads, grads_r, strict=True):
-        torch.testing.assert_close(g, g_r, rtol=1e-9, atol=1e-9, msg=lambda m, n=name: f"d/d{n}: {m}")
+        torch.testing.assert_close(
+            g, g_r, rtol=1e-9, atol=1e-9, msg=lambda m, n=name: f"d/d{n}: {m}"
+        )
 
 
 def test_float32_matches_float64_reference_to_1e5():
@@ -159,8 +168,8 @@ def test_weight_gradients_race_free_over_many_tiles():
 def test_saturated_sigmoid_log_det_is_stable():
     """Scale pre-activations s + 2 of order +-60: log_sigmoid and its gradient stay exact."""
     x, params, gy, gld = _inputs(1, 40, 32, 6, torch.float64, seed=11, s_scale=60.0)
-    y, ld, grads = run_with_grads(fused, x, params, gy, gld)
-    y_r, ld_r, grads_r = run_with_grads(flow_f64, x, params, gy, gld)
+    _, ld, grads = run_with_grads(fused, x, params, gy, gld)
+    _, ld_r, grads_r = run_with_grads(flow_f64, x, params, gy, gld)
     assert ld_r.abs().max() > 100  # really saturated
     torch.testing.assert_close(ld, ld_r, rtol=1e-12, atol=1e-10)
     for g, g_r in zip(grads, grads_r, strict=True):
@@ -186,7 +195,9 @@ def _check_rule(fast, eager, ref, atol, what):
     err_fast = (fast.double() - ref).abs()
     bound = 2 * (eager.double() - ref).abs() + atol
     bad = err_fast > bound
-    assert not bad.any(), f"{what}: {int(bad.sum())} elements, worst excess {(err_fast - bound).max():.3e}"
+    assert not bad.any(), (
+        f"{what}: {int(bad.sum())} elements, worst excess {(err_fast - bound).max():.3e}"
+    )
 
 
 @cuda
@@ -219,7 +230,10 @@ def test_cuda_paper_size_matches_float64_rule(D, dtype, tf32, atol, monkeypatch)
 @cuda
 def test_cuda_weight_gradients_deterministic():
     x, params, gy, gld = _inputs(20, 40, 256, 128_000 // 8, torch.float32, seed=1)
-    x, params = x.cuda().detach().requires_grad_(), [p.cuda().detach().requires_grad_() for p in params]
+    x, params = (
+        x.cuda().detach().requires_grad_(),
+        [p.cuda().detach().requires_grad_() for p in params],
+    )
     gy, gld = gy.float().cuda(), gld.float().cuda()
     _, _, g1 = run_with_grads(fused, x, params, gy, gld)
     _, _, g2 = run_with_grads(fused, x, params, gy, gld)

@@ -48,8 +48,10 @@ def test_iterative_full_size_algorithm_b1(dataset, n_iter, m):
     assert all(p.stage == "standard" and p.prior == "unit" for p in ph[:n_std])
     assert sum(p.epochs for p in ph[:n_std]) == 2400
     rest = ph[n_std:]
-    assert _summary(rest[:2]) == [("iter1b", m, 1e-3, ("prior",), "model"),
-                                  ("iter1b", m, 1e-4, ("prior",), "model")]
+    assert _summary(rest[:2]) == [
+        ("iter1b", m, 1e-3, ("prior",), "model"),
+        ("iter1b", m, 1e-4, ("prior",), "model"),
+    ]
     rounds = rest[2:]
     assert len(rounds) == 2 * (n_iter - 1)
     assert all(p.epochs == m and p.lr == 1e-4 for p in rounds)

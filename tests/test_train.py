@@ -48,7 +48,8 @@ def test_warmup_loss_by_hand(unit_prior):
     expected = -(log_px + beta * (log_p - log_q)).mean() + l2
     # gaussian-prior model: its prior and the standard stages' N(0, I) coincide
     assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-12)
-    assert float(stats["elbo"]) == pytest.approx(float((log_px + log_p - log_q).mean()), rel=1e-12)
+    elbo = (log_px + log_p - log_q).mean().detach()
+    assert float(stats["elbo"]) == pytest.approx(float(elbo), rel=1e-12)
 
 
 def test_learned_prior_enters_the_loss():
@@ -58,13 +59,16 @@ def test_learned_prior_enters_the_loss():
     loss_model, _ = training_loss(vae, x, eps, 0.5, unit_prior=False)
     z, _ = vae.posterior_sample(x, eps)
     diff = 0.5 * (vae.prior_log_prob(z) - Normal(0.0, 1.0).log_prob(z).sum(-1)).mean()
-    assert float(loss_unit - loss_model) == pytest.approx(float(diff), rel=1e-10)
+    gap = (loss_unit - loss_model).detach()
+    assert float(gap) == pytest.approx(float(diff.detach()), rel=1e-10)
 
 
 def test_l2_reaches_exactly_the_hidden_kernels():
     vae = _vae(prior="rnvp", posterior="rnvp")
     names = dict(vae.named_parameters())
-    hidden = {n for n in names if n.startswith(("encoder.trunk", "decoder.trunk")) and names[n].ndim == 2}
+    hidden = {
+        n for n in names if n.startswith(("encoder.trunk", "decoder.trunk")) and names[n].ndim == 2
+    }
     assert len(hidden) == 4
     expected = hidden | {n for n in names if n.endswith("coupling.A")}
     assert len(expected) == 4 + 2 * 2  # two flows of K = 2 blocks
@@ -83,8 +87,15 @@ def test_reg_qz_by_hand():
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = {"dataset": "mnist", "model": tiny_model(prior="rnvp"), "epochs": 4, "eval_samples": 8,
-            "device": "cpu", "checkpoint_every": 1, "eval_limit": 16}
+    base = {
+        "dataset": "mnist",
+        "model": tiny_model(prior="rnvp"),
+        "epochs": 4,
+        "eval_samples": 8,
+        "device": "cpu",
+        "checkpoint_every": 1,
+        "eval_limit": 16,
+    }
     return TrainConfig(**{**base, **kw})
 
 
@@ -121,7 +132,9 @@ def test_kill_and_resume_gives_identical_weights(synthetic, tmp_path, monkeypatc
 
 def test_post_hoc_freezes_q_and_p_x_given_z(synthetic, tmp_path, monkeypatch):
     snaps = {}
-    monkeypatch.setattr(ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r")))
+    monkeypatch.setattr(
+        ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r"))
+    )
     res = train(_cfg(strategy="post-hoc", epochs=3), tmp_path / "r", progress=False)
     assert res["epochs"] == 3 + 4  # standard stage 3 + prior stage 3200 * 3/2400
     before, after = snaps[3], snaps[7]
@@ -148,8 +161,12 @@ def test_post_hoc_from_a_base_run(synthetic, tmp_path):
     bad = _cfg(strategy="post-hoc", epochs=3, base_run=str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="not found"):
         train(bad, tmp_path / "ph2", progress=False)
-    other = _cfg(strategy="post-hoc", epochs=3, base_run=str(tmp_path / "base"),
-                 model=tiny_model(prior="rnvp", hidden=12))
+    other = _cfg(
+        strategy="post-hoc",
+        epochs=3,
+        base_run=str(tmp_path / "base"),
+        model=tiny_model(prior="rnvp", hidden=12),
+    )
     with pytest.raises(ValueError, match="different model"):
         train(other, tmp_path / "ph3", progress=False)
     assert not (tmp_path / "ph3").exists()
@@ -157,18 +174,37 @@ def test_post_hoc_from_a_base_run(synthetic, tmp_path):
 
 def test_iterative_alternates_frozen_groups(synthetic, tmp_path, monkeypatch):
     snaps = {}
-    monkeypatch.setattr(ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r")))
+    monkeypatch.setattr(
+        ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r"))
+    )
     cfg = _cfg(strategy="iterative", epochs=3, iterations=3, m_epochs=1)
     res = train(cfg, tmp_path / "r", progress=False)
     assert res["epochs"] == 3 + 2 + 4
-    phases = [json.loads(s)["phase"] for s in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
-    assert phases[3:] == ["iter1b@lr0.001", "iter1b@lr0.0001", "iter2a", "iter2b", "iter3a", "iter3b"]
+    phases = [
+        json.loads(s)["phase"] for s in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert phases[3:] == [
+        "iter1b@lr0.001",
+        "iter1b@lr0.0001",
+        "iter2a",
+        "iter2b",
+        "iter3a",
+        "iter3b",
+    ]
 
     def changed(e, prefix):
-        return [k for k in snaps[e] if k.startswith(prefix) and not torch.equal(snaps[e - 1][k], snaps[e][k])]
+        return [
+            k
+            for k in snaps[e]
+            if k.startswith(prefix) and not torch.equal(snaps[e - 1][k], snaps[e][k])
+        ]
 
     for e in (4, 5, 7, 9):  # prior epochs: q and p(x|z) fixed
-        assert changed(e, "encoder.") == [] and changed(e, "decoder.") == [] and changed(e, "prior_flow.")
+        assert (
+            changed(e, "encoder.") == []
+            and changed(e, "decoder.") == []
+            and changed(e, "prior_flow.")
+        )
     for e in (6, 8):  # q, p epochs: prior fixed
         assert changed(e, "prior_flow.") == [] and changed(e, "encoder.") and changed(e, "decoder.")
 
@@ -184,7 +220,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(synthetic, tmp_path
 
     monkeypatch.setattr(ftrain, "training_loss", poisoned)
     snaps = {}
-    monkeypatch.setattr(ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r")))
+    monkeypatch.setattr(
+        ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(tmp_path / "r"))
+    )
     with pytest.raises(TrainingError, match=r"non-finite loss \(nan\) at epoch 2, batch 2"):
         train(_cfg(), tmp_path / "r", progress=False)  # 192 images / 128: 2 batches per epoch
     kept = _state(tmp_path / "r")
@@ -219,8 +257,16 @@ def test_end_to_end_real_mnist_beats_untrained(data_dir, tmp_path):
     from vaeprior.fast.config import ModelConfig
 
     model = ModelConfig.for_dataset("mnist", prior="rnvp", flow_depth=2)
-    cfg = TrainConfig(dataset="mnist", model=model, epochs=1, train_limit=512, eval_samples=50,
-                      eval_limit=64, device="cpu", data_dir=str(data_dir))
+    cfg = TrainConfig(
+        dataset="mnist",
+        model=model,
+        epochs=1,
+        train_limit=512,
+        eval_samples=50,
+        eval_limit=64,
+        device="cpu",
+        data_dir=str(data_dir),
+    )
     res = train(cfg, tmp_path / "r", progress=False)
     from vaeprior.fast.data import load_device_data
 

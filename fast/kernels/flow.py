@@ -122,7 +122,7 @@ def _realnvp_fwd_kernel(
     INPUT_PRECISION: tl.constexpr,  # "ieee" or "tf32" for fp32 dots
 ):
     pid = tl.program_id(0)
-    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    rows = (pid * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # 64-bit offsets
     cols = tl.arange(0, BLOCK_D)
     rmask = rows < N
     cmask = cols < D
@@ -137,7 +137,7 @@ def _realnvp_fwd_kernel(
     ld = tl.zeros((BLOCK_N,), dtype=cdt)
     for k in range(0, K):
         if STORE_ACTS:
-            tl.store(ACTS + k * N * D + rows[:, None] * D + cols[None, :], x, mask=m2)
+            tl.store(ACTS + (k * N + rows[:, None]) * D + cols[None, :], x, mask=m2)
         w = tl.load(
             W + k * D * D + cols[:, None] * D + cols[None, :],
             mask=cmask[:, None] & cmask[None, :],
@@ -174,7 +174,15 @@ def _realnvp_bwd_kernel(
     GLD,  # (N,) dL/d logabsdet, compute dtype
     GX,  # (N, D) out: dL/dx, compute dtype
     ACTS,  # (K, N, D) block inputs saved by the forward
-    W, A, a, S, s0, T, t0, LS, BIAS,  # parameters as in the forward kernel  # fmt: skip
+    W,
+    A,
+    a,
+    S,
+    s0,
+    T,
+    t0,
+    LS,
+    BIAS,  # W ... BIAS: parameters as in the forward kernel
     PW,  # (P, K, D, D) per-program partial weight gradients (zeroed), compute dtype
     PA,  # (P, K, Dl, H)
     Pa,  # (P, K, H)
@@ -185,7 +193,9 @@ def _realnvp_bwd_kernel(
     PLS,  # (P, K, D)
     PB,  # (P, K, D)
     # shapes
-    N, D, DL,  # as in the forward kernel  # fmt: skip
+    N,
+    D,
+    DL,  # N, D, DL: as in the forward kernel
     # constants
     K: tl.constexpr,  # number of blocks
     TILES_PER_PROG: tl.constexpr,  # program p handles tiles p, p + P, ..., masked past N
@@ -209,7 +219,7 @@ def _realnvp_bwd_kernel(
     DR = D - DL
     mDD = cmask[:, None] & cmask[None, :]
     for i in range(0, TILES_PER_PROG):
-        rows = (i * n_prog + pid) * BLOCK_N + tl.arange(0, BLOCK_N)
+        rows = ((i * n_prog + pid) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
         rmask = rows < N
         m2 = rmask[:, None] & cmask[None, :]
         gy = tl.load(GY + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
@@ -217,7 +227,7 @@ def _realnvp_bwd_kernel(
         for kk in range(0, K):
             k = K - 1 - kk
             # ---- recompute block k from its saved input ----
-            x = tl.load(ACTS + k * N * D + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+            x = tl.load(ACTS + (k * N + rows[:, None]) * D + cols[None, :], mask=m2, other=0.0)
             w = tl.load(W + k * D * D + cols[:, None] * D + cols[None, :], mask=mDD, other=0.0)
             u = tl.dot(x, w, input_precision=INPUT_PRECISION)
             A_k = A + k * DL * H
@@ -264,8 +274,16 @@ def _realnvp_bwd_kernel(
                 g_pre = tl.where(pre > 0, g_hid, g_hid * slope)  # (BLOCK_N, BLOCK_H)
                 hid_t = tl.trans(hid)
                 st_off = (pk * H + hh[:, None]) * DR + rcol[None, :]  # (BLOCK_H, BLOCK_D)
-                _rmw(PS + st_off, tl.dot(hid_t, g_s, input_precision=INPUT_PRECISION), is_right[None, :])
-                _rmw(PT + st_off, tl.dot(hid_t, g_t, input_precision=INPUT_PRECISION), is_right[None, :])
+                _rmw(
+                    PS + st_off,
+                    tl.dot(hid_t, g_s, input_precision=INPUT_PRECISION),
+                    is_right[None, :],
+                )
+                _rmw(
+                    PT + st_off,
+                    tl.dot(hid_t, g_t, input_precision=INPUT_PRECISION),
+                    is_right[None, :],
+                )
                 _rmw(Pa + pk * H + hh, tl.sum(g_pre, axis=0), hh < H)
                 a_off = (pk * DL + cols[:, None]) * H + hh[None, :]  # (BLOCK_D, BLOCK_H)
                 g_A = tl.dot(tl.trans(u), g_pre, input_precision=INPUT_PRECISION)
@@ -320,6 +338,8 @@ def _launch_forward(
     K, _, H = params[1].shape
     BLOCK_D, BLOCK_H = _block_sizes(D, H)
     BLOCK_N = 32
+    if x.stride(1) != 1:
+        x = x.contiguous()
     y = _empty((N, D), x, x.dtype)
     ld = _empty((N,), x, params[0].dtype)
     acts = _empty((K, N, D), x, params[0].dtype) if store_acts else ld
@@ -343,7 +363,11 @@ def _n_programs(n_tiles: int, device: torch.device) -> tuple[int, int]:
     that it can be a compile-time loop bound (few recompiles as N varies; runtime-valued loop
     bounds also break Triton 3.6's interpreter under NumPy >= 2.4).
     """
-    max_p = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+    max_p = (
+        torch.cuda.get_device_properties(device).multi_processor_count
+        if device.type == "cuda"
+        else 4
+    )
     tpp = triton.next_power_of_2(triton.cdiv(n_tiles, max_p))
     return triton.cdiv(n_tiles, tpp), tpp
 
@@ -413,11 +437,23 @@ class _RealNVPFunction(torch.autograd.Function):
 def _check_shapes(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> None:
     if x.dim() != 2:
         raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}")
-    N, D = x.shape
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
+    D = x.shape[1]
     K = params[0].shape[0]
     Dl, Dr = D // 2, D - D // 2
     H = params[1].shape[-1]
-    expected = [(K, D, D), (K, Dl, H), (K, H), (K, H, Dr), (K, Dr), (K, H, Dr), (K, Dr), (K, D), (K, D)]
+    expected = [
+        (K, D, D),
+        (K, Dl, H),
+        (K, H),
+        (K, H, Dr),
+        (K, Dr),
+        (K, H, Dr),
+        (K, Dr),
+        (K, D),
+        (K, D),
+    ]
     for name, p, shape in zip(_PARAM_NAMES, params, expected, strict=True):
         if tuple(p.shape) != shape:
             raise ValueError(

@@ -69,7 +69,9 @@ def _logits_tile(
     if IS_CONV:
         m2 = rmask[:, None] & dmask[None, :]
         for c in range(0, HID):
-            hc = tl.load(Hp + rows[:, None] * stride_hm + c * NPIX + dcols[None, :], mask=m2, other=0.0)
+            hc = tl.load(
+                Hp + rows[:, None] * stride_hm + c * NPIX + dcols[None, :], mask=m2, other=0.0
+            )
             acc += hc.to(cdt) * tl.load(Wp + c)
         acc += tl.load(Bp)
     else:
@@ -77,8 +79,16 @@ def _logits_tile(
         for k0 in range(0, HID, BLOCK_K):
             kk = k0 + kcol
             kmask = kk < HID
-            h = tl.load(Hp + rows[:, None] * stride_hm + kk[None, :], mask=rmask[:, None] & kmask[None, :], other=0.0)
-            w_t = tl.load(Wp + dcols[None, :] * HID + kk[:, None], mask=dmask[None, :] & kmask[:, None], other=0.0)
+            h = tl.load(
+                Hp + rows[:, None] * stride_hm + kk[None, :],
+                mask=rmask[:, None] & kmask[None, :],
+                other=0.0,
+            )
+            w_t = tl.load(
+                Wp + dcols[None, :] * HID + kk[:, None],
+                mask=dmask[None, :] & kmask[:, None],
+                other=0.0,
+            )
             acc += tl.dot(h.to(cdt), w_t, input_precision=INPUT_PRECISION)  # (BLOCK_M, BLOCK_D)
         acc += tl.load(Bp + dcols, mask=dmask, other=0.0)[None, :]
     return acc
@@ -91,7 +101,10 @@ def _softplus(l):
 
 @triton.jit
 def _row_loglik(
-    Hp, Wp, Bp, Xp,  # h, W, b as in _logits_tile; x (B, NPIX) contiguous  # fmt: skip
+    Hp,
+    Wp,
+    Bp,
+    Xp,  # Hp, Wp, Bp as in _logits_tile; x (B, NPIX) contiguous
     rows,  # (BLOCK_M,) rows of h
     xrows,  # (BLOCK_M,) rows of x used by each h row
     rmask,  # (BLOCK_M,) valid rows
@@ -133,14 +146,14 @@ def _loglik_fwd_kernel(
     # strides
     stride_hm,  # row stride of h
     # constants
-    HID: tl.constexpr,
-    IS_CONV: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
+    HID: tl.constexpr,  # hidden width (dense) or channels (conv)
+    IS_CONV: tl.constexpr,  # 1x1-conv head instead of the dense one
+    BLOCK_M: tl.constexpr,  # rows per program
+    BLOCK_D: tl.constexpr,  # pixels per logits tile
+    BLOCK_K: tl.constexpr,  # hidden chunk of the dense matmul
+    INPUT_PRECISION: tl.constexpr,  # "ieee" or "tf32" for fp32 dots
 ):
-    rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = (tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)  # 64-bit offsets
     rmask = rows < M
     ll = _row_loglik(
         Hp, Wp, Bp, Xp, rows, rows % B, rmask, stride_hm,
@@ -162,14 +175,14 @@ def _iw_nll_fwd_kernel(
     PMAX,  # (n_split, B) out: running max of this program's samples
     PSUM,  # (n_split, B) out: sum_s exp(log w - max)
     # shapes
-    S,
-    B,
+    S,  # samples per image
+    B,  # images
     # strides
-    stride_hm,
+    stride_hm,  # row stride of h
     # constants
-    HID: tl.constexpr,
-    IS_CONV: tl.constexpr,
-    S_PER_PROG: tl.constexpr,  # samples handled by one program (multiple of BLOCK_S)
+    HID: tl.constexpr,  # hidden width (dense) or channels (conv)
+    IS_CONV: tl.constexpr,  # 1x1-conv head instead of the dense one
+    S_PER_PROG: tl.constexpr,  # samples per program (power of two: few recompiles as S varies)
     BLOCK_S: tl.constexpr,  # samples per tile
     BLOCK_B: tl.constexpr,  # images per tile (tile = BLOCK_S * BLOCK_B rows)
     BLOCK_D: tl.constexpr,
@@ -188,7 +201,7 @@ def _iw_nll_fwd_kernel(
     for i in range(0, S_PER_PROG // BLOCK_S):
         ss = pid_s * S_PER_PROG + i * BLOCK_S + r // BLOCK_B  # (BLOCK_M,) sample of each row
         valid = (ss < S) & (bb < B)
-        rows = ss * B + bb
+        rows = (ss * B + bb).to(tl.int64)  # 64-bit offsets: S*B*C*784 > 2**31 at paper size
         ll = _row_loglik(
             Hp, Wp, Bp, Xp, rows, bb, valid, stride_hm,
             HID, IS_CONV, BLOCK_M, BLOCK_D, BLOCK_K, INPUT_PRECISION,
@@ -219,13 +232,13 @@ def _loglik_bwd_kernel(
     PW,  # out (P, NPIX, HID) or (P, HID) partial dL/dW per program, zero-initialised
     PB,  # out (P, NPIX) or (P, 1) partial dL/db per program, zero-initialised
     # shapes
-    M,
-    B,
+    M,  # S * B rows
+    B,  # images
     # strides
-    stride_hm,
+    stride_hm,  # row stride of h
     # constants
-    HID: tl.constexpr,
-    IS_CONV: tl.constexpr,
+    HID: tl.constexpr,  # hidden width (dense) or channels (conv)
+    IS_CONV: tl.constexpr,  # 1x1-conv head instead of the dense one
     TILES_PER_PROG: tl.constexpr,  # program p handles tiles p, p + P, ... (masked past M)
     BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -237,7 +250,7 @@ def _loglik_bwd_kernel(
     dcol = tl.arange(0, BLOCK_D)
     kcol = tl.arange(0, BLOCK_K)
     for i in range(0, TILES_PER_PROG):
-        rows = (i * n_prog + pid) * BLOCK_M + tl.arange(0, BLOCK_M)
+        rows = ((i * n_prog + pid) * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
         rmask = rows < M
         g = tl.load(GLL + rows, mask=rmask, other=0.0)
         for d0 in range(0, NPIX, BLOCK_D):
@@ -249,29 +262,51 @@ def _loglik_bwd_kernel(
                 HID, IS_CONV, BLOCK_M, BLOCK_D, BLOCK_K, INPUT_PRECISION,
             )  # fmt: skip
             x = tl.load(Xp + (rows % B)[:, None] * NPIX + dcols[None, :], mask=m2, other=0.0)
-            dl = tl.where(m2, g[:, None] * (x.to(l.dtype) - tl.sigmoid(l)), 0.0)  # (BLOCK_M, BLOCK_D)
+            dl = tl.where(
+                m2, g[:, None] * (x.to(l.dtype) - tl.sigmoid(l)), 0.0
+            )  # (BLOCK_M, BLOCK_D)
             if IS_CONV:
                 db = tl.sum(tl.sum(dl, axis=1), axis=0)
                 tl.store(PB + pid, tl.load(PB + pid) + db)
                 for c in range(0, HID):
                     off = rows[:, None] * stride_hm + c * NPIX + dcols[None, :]
                     hc = tl.load(Hp + off, mask=m2, other=0.0).to(l.dtype)
-                    tl.store(GH + rows[:, None] * (HID * NPIX) + c * NPIX + dcols[None, :], dl * tl.load(Wp + c), mask=m2)
-                    tl.store(PW + pid * HID + c, tl.load(PW + pid * HID + c) + tl.sum(tl.sum(dl * hc, axis=1), axis=0))
+                    tl.store(
+                        GH + rows[:, None] * (HID * NPIX) + c * NPIX + dcols[None, :],
+                        dl * tl.load(Wp + c),
+                        mask=m2,
+                    )
+                    tl.store(
+                        PW + pid * HID + c,
+                        tl.load(PW + pid * HID + c) + tl.sum(tl.sum(dl * hc, axis=1), axis=0),
+                    )
             else:
                 pb = PB + pid * NPIX + dcols
                 tl.store(pb, tl.load(pb, mask=dmask, other=0.0) + tl.sum(dl, axis=0), mask=dmask)
                 for k0 in range(0, HID, BLOCK_K):
                     kk = k0 + kcol
                     kmask = kk < HID
-                    w = tl.load(Wp + dcols[:, None] * HID + kk[None, :], mask=dmask[:, None] & kmask[None, :], other=0.0)
+                    w = tl.load(
+                        Wp + dcols[:, None] * HID + kk[None, :],
+                        mask=dmask[:, None] & kmask[None, :],
+                        other=0.0,
+                    )
                     gh = GH + rows[:, None] * HID + kk[None, :]  # rows owned by this tile only
                     ghm = rmask[:, None] & kmask[None, :]
-                    tl.store(gh, tl.load(gh, mask=ghm, other=0.0) + tl.dot(dl, w, input_precision=INPUT_PRECISION), mask=ghm)
-                    h = tl.load(Hp + rows[:, None] * stride_hm + kk[None, :], mask=ghm, other=0.0).to(l.dtype)
+                    tl.store(
+                        gh,
+                        tl.load(gh, mask=ghm, other=0.0)
+                        + tl.dot(dl, w, input_precision=INPUT_PRECISION),
+                        mask=ghm,
+                    )
+                    h = tl.load(
+                        Hp + rows[:, None] * stride_hm + kk[None, :], mask=ghm, other=0.0
+                    ).to(l.dtype)
                     pw = PW + (pid * NPIX + dcols[:, None]) * HID + kk[None, :]
                     pwm = dmask[:, None] & kmask[None, :]
-                    g_w = tl.dot(tl.trans(dl), h, input_precision=INPUT_PRECISION)  # (BLOCK_D, BLOCK_K)
+                    g_w = tl.dot(
+                        tl.trans(dl), h, input_precision=INPUT_PRECISION
+                    )  # (BLOCK_D, BLOCK_K)
                     tl.store(pw, tl.load(pw, mask=pwm, other=0.0) + g_w, mask=pwm)
             tl.debug_barrier()  # partial slices are re-read by other threads next iteration
 
@@ -409,7 +444,9 @@ def _check(h, W, b, x, is_conv: bool, log_pz=None, log_qz=None) -> None:
     B = x.shape[0]
     if is_conv:
         if h.dim() != 4 or tuple(h.shape[2:]) != (28, 28):
-            raise ValueError(f"h must be (S*B, C, 28, 28) for the 1x1 conv head, got {tuple(h.shape)}")
+            raise ValueError(
+                f"h must be (S*B, C, 28, 28) for the 1x1 conv head, got {tuple(h.shape)}"
+            )
         if W.numel() != h.shape[1] or b.numel() != 1:
             raise ValueError(
                 f"w must be (1, {h.shape[1]}, 1, 1) and b (1,) like nn.Conv2d({h.shape[1]}, 1, 1), "
@@ -432,7 +469,9 @@ def _check(h, W, b, x, is_conv: bool, log_pz=None, log_qz=None) -> None:
             )
 
 
-def bernoulli_loglik(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def bernoulli_loglik(
+    h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """log p(x|z) = sum_d x_d l_d - softplus(l_d), l = h W^T + b (DESIGN.md "Decoder output").
 
     h (S*B, H) sample-major, W (784, H) as nn.Linear.weight, b (784,), x (B, 784) -> ll (S*B,).
@@ -442,7 +481,9 @@ def bernoulli_loglik(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, x: torch
     return _BernoulliLoglik.apply(h, W, b, x, False)
 
 
-def bernoulli_loglik_conv1x1(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def bernoulli_loglik_conv1x1(
+    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor, x: torch.Tensor
+) -> torch.Tensor:
     """`bernoulli_loglik` for a 1x1-conv head: h (S*B, C, 28, 28), w (1, C, 1, 1), b (1,)."""
     _check(h, w, b, x, is_conv=True)
     return _BernoulliLoglik.apply(h, w, b, x, True)

@@ -1,0 +1,1 @@
+"""GPU-only scripts: device ceilings, training speed, and the one-call GPU run (run_all.sh)."""
