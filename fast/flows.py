@@ -97,6 +97,19 @@ class ActNorm(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(dim))  # (D,)
         self.bias = nn.Parameter(torch.zeros(dim))  # (D,)
         self.register_buffer("initialized", torch.tensor(False), persistent=True)
+        # Python-side copy of `initialized` once it is True: reading the buffer of a CUDA
+        # module is a device sync, which K blocks would otherwise pay on every forward.
+        self._known_initialized = False
+
+    def is_initialized(self) -> bool:
+        """Whether the data-dependent init has run (or was loaded); syncs at most until True."""
+        if not self._known_initialized:
+            self._known_initialized = bool(self.initialized)
+        return self._known_initialized
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_initialized = False  # re-read the loaded buffer on next use
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
@@ -105,9 +118,10 @@ class ActNorm(nn.Module):
         self.bias.copy_(-rows.mean(0))
         self.log_scale.copy_(-0.5 * torch.log(rows.var(0, unbiased=False) + _ACTNORM_EPS))
         self.initialized.fill_(True)
+        self._known_initialized = True
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training and not bool(self.initialized):
+        if self.training and not self.is_initialized():
             self.initialize(x)
         y = (x + self.bias) * torch.exp(self.log_scale)
         return y, self.log_scale.sum().expand(x.shape[:-1])
@@ -190,7 +204,7 @@ class RealNVP(nn.Module):
 
     def initialized(self) -> bool:
         """Whether every ActNorm has had its data-dependent initialisation (or a loaded state)."""
-        return all(bool(b.actnorm.initialized) for b in self.blocks)
+        return all(b.actnorm.is_initialized() for b in self.blocks)
 
     def stacked_params(self) -> dict[str, torch.Tensor]:
         """Block parameters stacked over K (differentiable): W (K,D,D), A (K,Dl,H), ..., bias."""

@@ -26,7 +26,7 @@ from vaeprior.fast.kernels import flow as fk  # noqa: E402
 
 if _CPU and not isinstance(fk._realnvp_fwd_kernel, InterpretedFunction):
     fk = importlib.reload(fk)  # imported earlier without the interpreter flag
-if _previous is None:  # do not leak the flag into other test modules
+if _previous is None:  # do not leak the flag into other test modules (see _poison)
     os.environ.pop("TRITON_INTERPRET", None)
 else:
     os.environ["TRITON_INTERPRET"] = _previous
@@ -37,7 +37,10 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
+    """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
     monkeypatch.setattr(fk, "POISON_OUTPUTS", True)
+    if _CPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 def make_params(K: int, D: int, H: int, dtype=torch.float64, seed: int = 0, s_scale: float = 1.0):

@@ -28,7 +28,7 @@ from vaeprior.fast.kernels import iw_nll as ik  # noqa: E402
 
 if _CPU and not isinstance(ik._loglik_fwd_kernel, InterpretedFunction):
     ik = importlib.reload(ik)  # imported earlier without the interpreter flag
-if _previous is None:  # do not leak the flag into other test modules
+if _previous is None:  # do not leak the flag into other test modules (see _poison)
     os.environ.pop("TRITON_INTERPRET", None)
 else:
     os.environ["TRITON_INTERPRET"] = _previous
@@ -39,7 +39,10 @@ F = torch.nn.functional
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
+    """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
     monkeypatch.setattr(ik, "POISON_OUTPUTS", True)
+    if _CPU:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
 
 
 def make(S, B, H, *, conv=False, dtype=torch.float64, seed=0, offset=0.0, device="cpu"):

@@ -39,6 +39,15 @@ class Budget:
         n = None if limit == 0 else limit
         return replace(self, eval_limit=n, description=f"{self.description}; {_eval_text(n)}")
 
+    def with_epochs(self, epochs: int | None) -> Budget:
+        """This budget with a main schedule of `epochs` (every phase scaled the same way)."""
+        if epochs is None:
+            return self
+        if epochs < 1:
+            raise ValueError(f"--epochs must be >= 1, got {epochs}")
+        text = f"{epochs} epochs (the paper's 2400-epoch schedule scaled by {epochs}/2400)"
+        return replace(self, epochs=epochs, description=f"{text}; {_eval_text(self.eval_limit)}")
+
     def train_kwargs(self) -> dict:
         """The `vaeprior.fast.train.TrainConfig` fields set by the budget."""
         return {

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate on the first N test images (0 = all), overriding the budget",
     )
     parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="main schedule length overriding the budget's (every phase scales with it)",
+    )
+    parser.add_argument(
         "--cells",
         default=None,
         help="comma-separated globs on cell keys 'row/column/metric', "
@@ -61,7 +67,7 @@ def build(args: argparse.Namespace) -> Reproduction:
     table = get_table(args.table).select(cells)
     return Reproduction(
         table=table,
-        budget=get_budget(args.budget).with_limit(args.limit),
+        budget=get_budget(args.budget).with_epochs(args.epochs).with_limit(args.limit),
         seeds=args.seeds,
         out=args.out,
         device=args.device,
@@ -69,6 +75,7 @@ def build(args: argparse.Namespace) -> Reproduction:
         progress=args.progress,
         cells=cells,
         limit=args.limit,
+        epochs=args.epochs,
     )
 
 

@@ -62,6 +62,7 @@ class Reproduction:
     train_fn: TrainFn | None = None
     cells: tuple[str, ...] = ()  # the --cells globs that selected `table`'s cells (for display)
     limit: int | None = None  # the --limit given (for display; already applied to `budget`)
+    epochs: int | None = None  # the --epochs given (for display; already applied to `budget`)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -363,6 +364,8 @@ def command_line(rep: Reproduction) -> str:
     ]
     if rep.device:
         parts += ["--device", rep.device]
+    if rep.epochs is not None:
+        parts += ["--epochs", str(rep.epochs)]
     if rep.limit is not None:
         parts += ["--limit", str(rep.limit)]
     if rep.cells:
