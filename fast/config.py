@@ -55,5 +55,7 @@ class ModelConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}: checkpoint from another version?")
+            raise ValueError(
+                f"unknown model config keys {sorted(unknown)}: checkpoint from another version?"
+            )
         return cls(**d)

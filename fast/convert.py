@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+
 from vaeprior.fast.flows import FLOW_PARAM_NAMES, RealNVP
 from vaeprior.fast.vae import VAE
 

@@ -21,7 +21,7 @@ def unit_gaussian_log_prob(x: torch.Tensor) -> torch.Tensor:
     return (-0.5 * x.square() - _HALF_LOG_2PI).sum(-1)
 
 
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """log p(x|z) = sum_d x_d l_d - softplus(l_d), Bernoulli logits (B.2): (..., D) -> (...).
 
     `x` broadcasts against `logits`, e.g. x (B, 784) with logits (S, B, 784).

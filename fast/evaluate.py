@@ -81,7 +81,7 @@ def counter_normal(
 
 def _torch_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x|z) (S, B) through the full logits."""
-    return bernoulli_log_prob(vae.decoder_logits(z, x), x)
+    return bernoulli_log_prob(x, vae.decoder_logits(z, x))
 
 
 def _triton_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vaeprior.reference.config import LEAKY_SLOPE, SCALE_SHIFT
 
 BACKENDS = ("torch", "triton", "auto")

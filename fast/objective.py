@@ -25,7 +25,7 @@ def log_weights(
     z, log_qz = vae.posterior_sample(x, eps)  # (S, B, Z), (S, B)
     logits = vae.decoder_logits(z, x)  # (S, B, 784)
     log_pz = unit_gaussian_log_prob(z) if unit_prior else vae.prior_log_prob(z)
-    return {"log_px_z": bernoulli_log_prob(logits, x), "log_pz": log_pz, "log_qz": log_qz, "z": z}
+    return {"log_px_z": bernoulli_log_prob(x, logits), "log_pz": log_pz, "log_qz": log_qz, "z": z}
 
 
 def warmup_elbo(lw: dict[str, torch.Tensor], beta: float) -> torch.Tensor:

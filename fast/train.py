@@ -276,12 +276,19 @@ def _run_epoch(
     gen: torch.Generator,
     bar: tqdm | None,
 ) -> dict:
-    """Train one epoch of `phase`; raise TrainingError on a non-finite loss."""
+    """Train one epoch of `phase`; raise TrainingError on a non-finite loss.
+
+    Per-batch losses stay on the device (no host sync per step, which would stall a GPU);
+    they are checked once at the end of the epoch, naming the first non-finite batch. The
+    caller's last checkpoint predates the epoch, so nothing good is lost.
+    """
     vae.train()
     bs = cfg.effective_batch_size
     n_b = num_batches(data.train.shape[0], bs)
     dtype = next(vae.parameters()).dtype
-    totals = {"loss": 0.0, "elbo": 0.0}
+    losses = torch.empty(n_b, device=data.train.device, dtype=torch.float64)  # (n_b,)
+    elbos = torch.empty_like(losses)
+    sizes = torch.empty_like(losses)
     beta = 1.0
     reg = cfg.reg_qz and "encoder" in phase.groups
     for b, x in enumerate(epoch_batches(data.train, bs, gen, dynamic=data.dynamic)):
@@ -293,23 +300,27 @@ def _run_epoch(
         loss, stats = training_loss(
             vae, x, eps, beta, unit_prior=phase.prior == "unit", use_reg_qz=reg
         )
-        value = float(loss.detach())
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"non-finite loss ({value}) at epoch {epoch + 1}, batch {b + 1}: training stopped, "
-                "the last good checkpoint is kept (lower the learning rate or check the data)"
-            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        totals["loss"] += value * x.shape[0]
-        totals["elbo"] += float(stats["elbo"]) * x.shape[0]
+        losses[b], elbos[b], sizes[b] = loss.detach(), stats["elbo"], x.shape[0]
         if bar is not None:
             bar.update(1)
             if b % 10 == 0:
-                bar.set_postfix(loss=f"{value:.2f}", beta=f"{beta:.3f}", lr=f"{phase.lr:g}")
-    n = data.train.shape[0]
-    return {"loss": totals["loss"] / n, "elbo": totals["elbo"] / n, "beta": beta}
+                bar.set_postfix(loss=f"{float(loss):.2f}", beta=f"{beta:.3f}", lr=f"{phase.lr:g}")
+    bad = (~torch.isfinite(losses)).nonzero()
+    if len(bad):
+        b = int(bad[0])
+        raise TrainingError(
+            f"non-finite loss ({float(losses[b])}) at epoch {epoch + 1}, batch {b + 1}: training "
+            "stopped, the last good checkpoint is kept (lower the learning rate or check the data)"
+        )
+    n = float(sizes.sum())
+    return {
+        "loss": float((losses * sizes).sum()) / n,
+        "elbo": float((elbos * sizes).sum()) / n,
+        "beta": beta,
+    }
 
 
 # ---- early stopping --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.distributions import bernoulli_log_prob, log_mean_exp, unit_gaussian_log_prob
 from vaeprior.fast.flows import RealNVP
@@ -153,7 +154,7 @@ class VAE(nn.Module):
         z, log_qz = self.posterior_sample(x, eps)  # (S, B, Z), (S, B)
         logits = self.decoder_logits(z, x)  # (S, B, 784)
         return {
-            "log_px_z": bernoulli_log_prob(logits, x),
+            "log_px_z": bernoulli_log_prob(x, logits),
             "log_pz": self.prior_log_prob(z),
             "log_qz": log_qz,
         }

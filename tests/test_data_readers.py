@@ -13,6 +13,7 @@ import io
 import numpy as np
 import pytest
 import scipy.io
+
 from vaeprior.reference.data import (
     DatasetError,
     binarize,

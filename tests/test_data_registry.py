@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+
 from vaeprior.reference.data import (
     DATASETS,
     Dataset,

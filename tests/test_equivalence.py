@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.convert import load_reference_params, to_reference_params
 from vaeprior.fast.flows import RealNVP as TorchRealNVP

@@ -7,6 +7,7 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+
 from vaeprior.fast import flows
 from vaeprior.fast.flows import ActNorm, RealNVP
 

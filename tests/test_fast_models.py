@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.networks.conv import ConvStack
 from vaeprior.fast.networks.resnet import ResBlock

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.demo import METRICS, config_from_params, main
 from vaeprior.reference.dense_vae import init_params

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 from scipy.special import expit, log_expit
+
 from vaeprior.reference.distributions import (
     bernoulli_log_prob,
     gaussian_log_prob,

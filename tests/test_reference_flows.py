@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from vaeprior.reference.distributions import unit_gaussian_log_prob
 from vaeprior.reference.flows import (
     ActNorm,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy import stats
+
 from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.dense_vae import (
     decode_logits,

@@ -16,6 +16,7 @@ import itertools
 import numpy as np
 import pytest
 from scipy.special import logsumexp
+
 from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.dense_vae import decode_logits, init_params, prior_log_prob
 from vaeprior.reference.distributions import log_mean_exp

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vaeprior.reference.config import LEAKY_SLOPE
 
 # (out channels, stride) of each layer; the input is 28x28x1 (encoder) or 7x7x16 (decoder).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vaeprior.fast.networks.conv import ConvDecoderTrunk, ConvEncoderTrunk, conv3x3
 from vaeprior.reference.config import LEAKY_SLOPE
 

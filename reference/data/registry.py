@@ -34,7 +34,8 @@ class Dataset:
 
     train / validation: float32 intensities in [0, 1] (already 0/1 for static-mnist);
     validation is None unless asked for (static-mnist always has its own 10,000).
-    test: uint8 in {0, 1}, already binarized (10 copies per image for dynamic datasets, copy-major: row j*N + i).
+    test: uint8 in {0, 1}, already binarized (dynamic datasets: 10 copies per image,
+    copy-major, row j*N + i is copy j of image i).
     dynamic: True -> re-binarize train/validation each epoch with ``binarize``.
     """
 
