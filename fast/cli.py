@@ -1,4 +1,4 @@
-"""The `vaeprior` command line: train, evaluate, sample, analyze, reproduce (issue 3 §4).
+"""The `vaeprior` command line: train, evaluate, sample, export, analyze, reproduce.
 
 Every user error (bad option value, missing data, unreadable run, non-finite loss) prints one
 line `vaeprior: error: ...` on stderr and returns exit code 2.
@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from vaeprior.fast.config import DATASETS, MODELS
 from vaeprior.fast.schedule import STRATEGIES
@@ -69,12 +70,21 @@ def _add_sample(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="save a DenseVAE run's weights for the NumPy reference (DESIGN.md keys)"
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="the .npz to write")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vaeprior", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
     _add_sample(sub)
+    _add_export(sub)
     for name, (_, help_) in LAZY.items():  # listed for --help; main() dispatches them
         sub.add_parser(name, help=help_, add_help=False)
     return parser
@@ -133,6 +143,22 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.convert import to_reference_params
+
+    vae, _ = load_run(args.run_dir, device="cpu")
+    params = to_reference_params(vae)  # clear error for non-dense models
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp.npz")
+    np.savez(tmp, **params)
+    tmp.replace(out)  # atomic: never a half-written file
+    print(f"wrote {out} ({len(params)} arrays): python -m vaeprior.reference.demo --params {out}")
+    return 0
+
+
 def _cmd_lazy(name: str, rest: list[str]) -> int:
     """Import the module behind `name` only now, and let it parse its own arguments."""
     try:
@@ -144,7 +170,12 @@ def _cmd_lazy(name: str, rest: list[str]) -> int:
     return int(mod.run(p.parse_args(rest)))
 
 
-COMMANDS = {"train": _cmd_train, "evaluate": _cmd_evaluate, "sample": _cmd_sample}
+COMMANDS = {
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "sample": _cmd_sample,
+    "export": _cmd_export,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

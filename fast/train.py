@@ -307,7 +307,9 @@ def _run_epoch(
         if bar is not None:
             bar.update(1)
             if b % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.2f}", beta=f"{beta:.3f}", lr=f"{phase.lr:g}")
+                bar.set_postfix(
+                    loss=f"{float(loss.detach()):.2f}", beta=f"{beta:.3f}", lr=f"{phase.lr:g}"
+                )
     bad = (~torch.isfinite(losses)).nonzero()
     if len(bad):
         b = int(bad[0])

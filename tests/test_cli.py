@@ -167,3 +167,37 @@ def test_python_dash_m_entry_point():
         timeout=120,
     )
     assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+
+
+def test_export_feeds_the_numpy_reference(synthetic, tmp_path, capsys):
+    """A trained run exported to .npz gives the reference the same log-weights as torch."""
+    import numpy as np
+    import torch
+
+    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.reference import objectives
+    from vaeprior.reference.demo import config_from_params
+
+    run, npz = tmp_path / "run", tmp_path / "w.npz"
+    assert _train(run) == 0
+    assert main(["export", str(run), "--out", str(npz)]) == 0
+    assert "wrote" in capsys.readouterr().out and not (tmp_path / "w.npz.tmp.npz").exists()
+    params = dict(np.load(npz))
+    cfg = config_from_params(params)
+    assert (cfg.z_dim, cfg.prior, cfg.flow_depth) == (4, "rnvp", 2)
+    vae = load_run(run)[0].double().eval()
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 784)) < 0.5).astype(np.float64)
+    eps = rng.standard_normal((5, 3, 4))
+    ref = objectives.log_weights(params, cfg, x, eps)
+    with torch.no_grad():
+        lw = vae.log_weights(torch.from_numpy(x), torch.from_numpy(eps))
+    for r, name in zip(ref, ("log_px_z", "log_pz", "log_qz"), strict=True):
+        np.testing.assert_allclose(lw[name].numpy(), r, rtol=1e-10, atol=1e-9)
+
+
+def test_export_refuses_non_dense_models(synthetic, tmp_path, capsys):
+    run = tmp_path / "conv"
+    assert main(["train", "--model", "conv", "--out", str(run), *TINY]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "w.npz")]) == 2
+    assert "dense" in _error(capsys).lower() and not (tmp_path / "w.npz").exists()
