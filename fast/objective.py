@@ -10,22 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vaeprior.fast.distributions import bernoulli_log_prob, unit_gaussian_log_prob
-
 L2_FACTOR = 1e-4  # Appendix B.3, on kernels of non-linear hidden layers only
-
-
-def log_weights(
-    vae: nn.Module, x: torch.Tensor, eps: torch.Tensor, *, unit_prior: bool = False
-) -> dict[str, torch.Tensor]:
-    """log p(x|z), log p(z), log q(z|x) (each (S, B)) and z (S, B, Z) for eps (S, B, Z).
-
-    `unit_prior` replaces the model's prior by N(0, I) (standard-VAE stages).
-    """
-    z, log_qz = vae.posterior_sample(x, eps)  # (S, B, Z), (S, B)
-    logits = vae.decoder_logits(z, x)  # (S, B, 784)
-    log_pz = unit_gaussian_log_prob(z) if unit_prior else vae.prior_log_prob(z)
-    return {"log_px_z": bernoulli_log_prob(x, logits), "log_pz": log_pz, "log_qz": log_qz, "z": z}
 
 
 def warmup_elbo(lw: dict[str, torch.Tensor], beta: float) -> torch.Tensor:
@@ -63,7 +48,7 @@ def training_loss(
     use_reg_qz: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Scalar loss to minimise and detached statistics (elbo with β = 1, warm-up elbo, l2)."""
-    lw = log_weights(vae, x, eps, unit_prior=unit_prior)
+    lw = vae.log_weights(x, eps, unit_prior=unit_prior)
     welbo = warmup_elbo(lw, beta).mean()
     l2 = l2_penalty(vae).to(welbo)
     loss = -welbo + l2

@@ -149,15 +149,19 @@ class VAE(nn.Module):
         return x.reshape(h.shape[0], X_DIM)
 
     # ---- objectives, Eqs. 1-5 and Appendix B.3 ----------------------------------------------
-    def log_weights(self, x: torch.Tensor, eps: torch.Tensor) -> dict[str, torch.Tensor]:
-        """log p(x|z), log p(z), log q(z|x) for z ~ q(z|x) driven by eps (S, B, Z): each (S, B)."""
+    def log_weights(
+        self, x: torch.Tensor, eps: torch.Tensor, *, unit_prior: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """log p(x|z), log p(z), log q(z|x) (each (S, B)) and z (S, B, Z), z ~ q(z|x) via eps.
+
+        `unit_prior` scores z under N(0, I) instead of the model's prior (the standard-VAE
+        stages of post-hoc and iterative training, Appendix B.3).
+        """
         z, log_qz = self.posterior_sample(x, eps)  # (S, B, Z), (S, B)
         logits = self.decoder_logits(z, x)  # (S, B, 784)
-        return {
-            "log_px_z": bernoulli_log_prob(x, logits),
-            "log_pz": self.prior_log_prob(z),
-            "log_qz": log_qz,
-        }
+        log_pz = unit_gaussian_log_prob(z) if unit_prior else self.prior_log_prob(z)
+        log_px_z = bernoulli_log_prob(x, logits)  # (S, B)
+        return {"log_px_z": log_px_z, "log_pz": log_pz, "log_qz": log_qz, "z": z}
 
     def elbo(self, x: torch.Tensor, eps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
         """mean_s[log p(x|z) + beta (log p(z) - log q(z|x))] per x (warm-up ELBO, B.3): (B,)."""

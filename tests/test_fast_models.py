@@ -38,7 +38,9 @@ def test_shapes_of_every_api_call(model: str) -> None:
     assert vae.decoder_hidden(z, x).shape == (6, *HIDDEN_SHAPE[model])
     assert vae.decoder_logits(z, x).shape == (3, 2, 784)
     lw = vae.log_weights(x, eps)
-    assert {k: tuple(v.shape) for k, v in lw.items()} == {k: (3, 2) for k in lw}
+    shapes = {k: tuple(v.shape) for k, v in lw.items()}
+    assert shapes == {"log_px_z": (3, 2), "log_pz": (3, 2), "log_qz": (3, 2), "z": (3, 2, 12)}
+    assert torch.equal(lw["z"], z)  # the same draw as posterior_sample
     assert all(bool(torch.isfinite(v).all()) for v in lw.values())
     assert bool((lw["log_px_z"] < 0).all())
     assert vae.elbo(x, eps).shape == (2,) and vae.iw_nll(x, eps).shape == (2,)

@@ -340,3 +340,18 @@ def test_smoke_reproduction_end_to_end(tmp_path: Path, monkeypatch, capsys) -> N
     assert stats["n"] == 32 and stats["samples"] == 10
     assert math.isfinite(stats["z_mean"]) and stats["z_var"] > 0
     assert read_json(run_dir / rr.POSTERIOR_STATS) == stats
+
+
+def test_epochs_override_scales_the_budget_and_says_so() -> None:
+    from vaeprior.bench.reproduce.budgets import get_budget
+
+    b = get_budget("small").with_limit(1000).with_epochs(24)
+    assert b.train_kwargs() == {
+        "epochs": 24,
+        "eval_samples": 1000,
+        "eval_limit": 1000,
+        "train_limit": None,
+    }
+    assert b.description.startswith("24 epochs") and b.description.endswith("1000 test images")
+    with pytest.raises(ValueError, match="--epochs must be >= 1"):
+        get_budget("small").with_epochs(0)

@@ -67,7 +67,7 @@ def build(args: argparse.Namespace) -> Reproduction:
     table = get_table(args.table).select(cells)
     return Reproduction(
         table=table,
-        budget=get_budget(args.budget).with_epochs(args.epochs).with_limit(args.limit),
+        budget=get_budget(args.budget).with_limit(args.limit).with_epochs(args.epochs),
         seeds=args.seeds,
         out=args.out,
         device=args.device,
