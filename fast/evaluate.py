@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from vaeprior.fast.checkpoint import EVAL, atomic_write_json, load_run
-from vaeprior.fast.distributions import bernoulli_log_prob, unit_gaussian_log_prob
+from vaeprior.fast.distributions import unit_gaussian_log_prob
 
 BACKENDS = ("auto", "torch", "triton")
 ROWS_PER_CHUNK = 8192  # S_chunk * B decoder rows alive at once (DenseVAE)
@@ -81,20 +81,12 @@ def counter_normal(
 
 def _torch_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x|z) (S, B) through the full logits."""
-    return bernoulli_log_prob(x, vae.decoder_logits(z, x))
+    return vae.log_px_z(z, x, backend="torch")
 
 
 def _triton_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x|z) (S, B) with the fused last layer + Bernoulli kernel (logits never stored)."""
-    from vaeprior.fast.kernels import iw_nll as k
-
-    h = vae.decoder_hidden(z, x)  # (S*B, H) or (S*B, C, 28, 28)
-    out = vae.decoder.out
-    if isinstance(out, nn.Linear):
-        ll = k.bernoulli_loglik(h, out.weight, out.bias, x)
-    else:
-        ll = k.bernoulli_loglik_conv1x1(h, out.weight, out.bias, x)
-    return ll.view(z.shape[0], z.shape[1])
+    return vae.log_px_z(z, x, backend="triton")
 
 
 def select_loglik(

@@ -73,6 +73,9 @@ class VAE(nn.Module):
         self.cfg = cfg
         self.encoder, self.decoder = encoder, decoder
         self.prior_flow, self.posterior_flow = prior_flow, posterior_flow
+        # log p(x|z): "torch" (full logits), "triton" (fused last layer + Bernoulli kernel,
+        # logits never stored) or "auto" (triton for float32 CUDA inputs when importable)
+        self.loglik_backend = "auto"
 
     # ---- q(z|x), Eq. B.1 -------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,10 +161,25 @@ class VAE(nn.Module):
         stages of post-hoc and iterative training, Appendix B.3).
         """
         z, log_qz = self.posterior_sample(x, eps)  # (S, B, Z), (S, B)
-        logits = self.decoder_logits(z, x)  # (S, B, 784)
         log_pz = unit_gaussian_log_prob(z) if unit_prior else self.prior_log_prob(z)
-        log_px_z = bernoulli_log_prob(x, logits)  # (S, B)
+        log_px_z = self.log_px_z(z, x)  # (S, B)
         return {"log_px_z": log_px_z, "log_pz": log_pz, "log_qz": log_qz, "z": z}
+
+    def log_px_z(
+        self, z: torch.Tensor, x: torch.Tensor, backend: str | None = None
+    ) -> torch.Tensor:
+        """log p(x|z) = sum_d x_d l_d - softplus(l_d): z (S, B, Z), x (B, 784) -> (S, B).
+
+        backend (default `self.loglik_backend`): "torch" computes the (S, B, 784) logits;
+        "triton" fuses the output layer with the Bernoulli sum (`kernels.iw_nll`), so the
+        logits never exist in memory; "auto" = triton for float32 CUDA inputs.
+        """
+        kernel = _fused_loglik(backend or self.loglik_backend, x, self.decoder.out)
+        if kernel is None:
+            return bernoulli_log_prob(x, self.decoder_logits(z, x))
+        h = self.decoder_hidden(z, x)  # (S*B, H) or (S*B, C, 28, 28)
+        out = self.decoder.out
+        return kernel(h, out.weight, out.bias, x).view(z.shape[:-1])
 
     def elbo(self, x: torch.Tensor, eps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
         """mean_s[log p(x|z) + beta (log p(z) - log q(z|x))] per x (warm-up ELBO, B.3): (B,)."""
@@ -247,3 +265,23 @@ def build_vae(cfg: ModelConfig) -> VAE:
 
 
 __all__ = ["VAE", "Decoder", "Encoder", "build_vae"]
+
+
+LOGLIK_BACKENDS = ("torch", "triton", "auto")
+
+
+def _fused_loglik(backend: str, x: torch.Tensor, out: nn.Module):
+    """The fused Bernoulli log-likelihood kernel for `out`'s head type, or None for torch."""
+    if backend not in LOGLIK_BACKENDS:
+        raise ValueError(
+            f"unknown log-likelihood backend {backend!r}: choose one of {LOGLIK_BACKENDS}"
+        )
+    if backend == "torch" or (backend == "auto" and not (x.is_cuda and x.dtype == torch.float32)):
+        return None
+    try:
+        from vaeprior.fast.kernels import iw_nll as k
+    except (ImportError, RuntimeError) as e:  # no Triton on this platform
+        if backend == "auto":
+            return None
+        raise ValueError(f"log-likelihood backend triton unavailable ({e}): use torch") from None
+    return k.bernoulli_loglik if isinstance(out, nn.Linear) else k.bernoulli_loglik_conv1x1
