@@ -21,6 +21,7 @@ from torch import nn
 
 from vaeprior.fast.checkpoint import EVAL, atomic_write_json, load_run
 from vaeprior.fast.distributions import unit_gaussian_log_prob
+from vaeprior.reference.metrics import active_units as reference_active_units
 
 BACKENDS = ("auto", "torch", "triton")
 ROWS_PER_CHUNK = 8192  # S_chunk * B decoder rows alive at once (DenseVAE)
@@ -225,7 +226,7 @@ def active_units(
 ) -> int:
     """Number of k with Var_x(E_q[z_k|x]) > threshold (Appendix B.3), over the rows of x."""
     means = posterior_means(vae, x, samples=samples)  # (N, Z) float64
-    return int((means.var(0, unbiased=False) > threshold).sum())
+    return reference_active_units(means.cpu().numpy(), threshold)[0]
 
 
 def evaluate_run(
