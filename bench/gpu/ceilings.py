@@ -9,10 +9,11 @@ Usage: python -m vaeprior.bench.gpu.ceilings --out ceilings.json   (needs CUDA)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
+
+from vaeprior.bench.gpu.report import emit
 
 
 def _time_ms(fn, iters: int = 10, warmup: int = 3) -> float:
@@ -67,11 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("error: no CUDA device: the ceilings are measured on a GPU only", file=sys.stderr)
         return 2
-    text = json.dumps(measure(), indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(measure(), args.out)
     return 0
 
 

@@ -16,12 +16,12 @@ paper's 2400-epoch schedule. Usage (any device; on the CPU use --rows to keep it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 import torch
 
+from vaeprior.bench.gpu.report import emit
 from vaeprior.fast import schedule as sch
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.data import DeviceData, load_device_data
@@ -101,11 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         result["seconds_per_epoch"][backend] = s
         result["paper_schedule_minutes"][backend] = s * PAPER_EPOCHS / 60
         print(f"{backend}: {s:.3f} s/epoch -> {s * PAPER_EPOCHS / 60:.1f} min for 2400 epochs")
-    text = json.dumps(result, indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(result, args.out)
     return 0
 
 
