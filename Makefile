@@ -10,6 +10,13 @@ PY     := $(VENV)/bin/python
 # override with e.g. `make test TORCH=torch` to get the default (CUDA) build.
 TORCH  ?= torch==2.13.0
 DEMO_DIR ?= runs/demo-dense-rnvp
+# Data: $VAEPRIOR_DATA if set; else the shared copy beside the checkout when there is one;
+# else the loader downloads to ~/.cache/vaeprior.
+ifeq ($(origin VAEPRIOR_DATA), undefined)
+ifneq ($(wildcard ../shared/datasets/mnist),)
+export VAEPRIOR_DATA := $(abspath ../shared/datasets)
+endif
+endif
 
 .PHONY: venv demo test lint bench clean
 
