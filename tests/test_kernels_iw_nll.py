@@ -285,3 +285,19 @@ def test_training_loss_through_the_fused_head_equals_torch(model):
     assert g_t.keys() == g_f.keys()
     for name in g_t:
         torch.testing.assert_close(g_f[name], g_t[name], rtol=1e-9, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_iw_nll_returns_mean_reconstruction(conv):
+    """return_recon: mean_s log p(x|z_s) per x, equal to the full-logits float64 value."""
+    S, B = 7, 5
+    h, W, b, x, lpz, lqz = make(S, B, 4 if conv else 32, conv=conv, seed=21)
+    fn = ik.iw_nll_conv1x1 if conv else ik.iw_nll
+    nll, recon = fn(h, W, b, x, lpz, lqz, return_recon=True)
+    recon_r = loglik_f64(h, W, b, x).detach().view(S, B).mean(0)
+    torch.testing.assert_close(recon, recon_r, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(
+        nll, iw_nll_f64(h, W, b, x, lpz, lqz)[0].detach(), rtol=1e-12, atol=1e-10
+    )
+    nll2, logw, recon2 = fn(h, W, b, x, lpz, lqz, return_log_weights=True, return_recon=True)
+    assert logw.shape == (S, B) and torch.equal(recon2, recon) and torch.equal(nll2, nll)

@@ -489,12 +489,17 @@ def bernoulli_loglik_conv1x1(
     return _BernoulliLoglik.apply(h, w, b, x, True)
 
 
-def _iw(h, W, b, x, log_pz, log_qz, is_conv, return_log_weights):
+def _iw(h, W, b, x, log_pz, log_qz, is_conv, return_log_weights, return_recon=False):
     _check(h, W, b, x, is_conv, log_pz, log_qz)
+    store = return_log_weights or return_recon
     with torch.no_grad():
-        nll, logw = _launch_iw_nll(h, W, b, x, log_pz, log_qz, is_conv, return_log_weights)
-    nll = nll.to(log_pz.dtype)
-    return (nll, logw.to(log_pz.dtype)) if return_log_weights else nll
+        nll, logw = _launch_iw_nll(h, W, b, x, log_pz, log_qz, is_conv, store)
+    out = [nll.to(log_pz.dtype)]
+    if return_log_weights:
+        out.append(logw.to(log_pz.dtype))
+    if return_recon:  # mean_s log p(x|z_s) = mean_s(log w_s - log p(z_s) + log q(z_s|x)): (B,)
+        out.append((logw.double() - log_pz.double() + log_qz.double()).mean(0).to(log_pz.dtype))
+    return out[0] if len(out) == 1 else tuple(out)
 
 
 def iw_nll(
@@ -506,13 +511,15 @@ def iw_nll(
     log_qz: torch.Tensor,
     *,
     return_log_weights: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    return_recon: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Importance-weighted NLL per x (App. B.3): -LogMeanExp_s(log p(x|z_s) + log p(z_s) - log q(z_s|x)).
 
-    Dense head (as `bernoulli_loglik`); log_pz, log_qz (S, B). Returns nll (B,), and the
-    (S, B) log weights when `return_log_weights`. Forward only (evaluation).
+    Dense head (as `bernoulli_loglik`); log_pz, log_qz (S, B). Returns nll (B,), then the
+    (S, B) log weights when `return_log_weights`, then the mean reconstruction
+    mean_s log p(x|z_s) (B,) when `return_recon`. Forward only (evaluation).
     """
-    return _iw(h, W, b, x, log_pz, log_qz, False, return_log_weights)
+    return _iw(h, W, b, x, log_pz, log_qz, False, return_log_weights, return_recon)
 
 
 def iw_nll_conv1x1(
@@ -524,9 +531,10 @@ def iw_nll_conv1x1(
     log_qz: torch.Tensor,
     *,
     return_log_weights: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    return_recon: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """`iw_nll` for the 1x1-conv head: h (S*B, C, 28, 28), w (1, C, 1, 1), b (1,)."""
-    return _iw(h, w, b, x, log_pz, log_qz, True, return_log_weights)
+    return _iw(h, w, b, x, log_pz, log_qz, True, return_log_weights, return_recon)
 
 
 def iw_nll_torch(
