@@ -23,6 +23,7 @@ if _CPU:  # triton picks the interpreter when the kernel is decorated, i.e. at i
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from vaeprior.fast.kernels import flow as fk  # noqa: E402
+from vaeprior.fast.kernels import launch  # noqa: E402
 
 if _CPU and not isinstance(fk._realnvp_fwd_kernel, InterpretedFunction):
     fk = importlib.reload(fk)  # imported earlier without the interpreter flag
@@ -38,7 +39,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
     """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
-    monkeypatch.setattr(fk, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(launch, "POISON_OUTPUTS", True)
     if _CPU:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
 

@@ -25,6 +25,7 @@ if _CPU:  # triton picks the interpreter when the kernel is decorated, i.e. at i
 from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
 
 from vaeprior.fast.kernels import iw_nll as ik  # noqa: E402
+from vaeprior.fast.kernels import launch  # noqa: E402
 
 if _CPU and not isinstance(ik._loglik_fwd_kernel, InterpretedFunction):
     ik = importlib.reload(ik)  # imported earlier without the interpreter flag
@@ -40,7 +41,7 @@ F = torch.nn.functional
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
     """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
-    monkeypatch.setattr(ik, "POISON_OUTPUTS", True)
+    monkeypatch.setattr(launch, "POISON_OUTPUTS", True)
     if _CPU:
         monkeypatch.setenv("TRITON_INTERPRET", "1")
 

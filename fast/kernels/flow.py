@@ -38,6 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vaeprior.fast.kernels import launch
+
 __all__ = ["realnvp_forward", "realnvp_forward_torch"]
 
 
@@ -302,32 +304,12 @@ def _realnvp_bwd_kernel(
 # --------------------------------------------------------------------------------------------
 _PARAM_NAMES = ("W", "A", "a", "S", "s0", "T", "t0", "log_scale", "bias")
 
-#: set True (tests) to fill outputs with NaN before every launch, so unwritten elements fail
-POISON_OUTPUTS = False
-
-
-def _empty(shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    if POISON_OUTPUTS:
-        return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
-    return torch.empty(shape, device=like.device, dtype=dtype)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32/bf16/fp16 accumulate in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
 
 def _block_sizes(D: int, H: int) -> tuple[int, int]:
     """(BLOCK_D, BLOCK_H): D padded to a power of two >= 16 (tl.dot minimum), H chunk <= 64."""
     if H < 16 or H & (H - 1):
         raise ValueError(f"hidden width H={H} must be a power of two >= 16 for the fused flow")
     return max(16, triton.next_power_of_2(D)), min(H, 64)
-
-
-def _input_precision(dtype: torch.dtype) -> str:
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
 
 
 def _launch_forward(
@@ -340,9 +322,9 @@ def _launch_forward(
     BLOCK_N = 32
     if x.stride(1) != 1:
         x = x.contiguous()
-    y = _empty((N, D), x, x.dtype)
-    ld = _empty((N,), x, params[0].dtype)
-    acts = _empty((K, N, D), x, params[0].dtype) if store_acts else ld
+    y = launch.empty((N, D), x, x.dtype)
+    ld = launch.empty((N,), x, params[0].dtype)
+    acts = launch.empty((K, N, D), x, params[0].dtype) if store_acts else ld
     grid = (triton.cdiv(N, BLOCK_N),)
     _realnvp_fwd_kernel[grid](
         x, y, ld, acts, *params,
@@ -350,7 +332,7 @@ def _launch_forward(
         x.stride(0), y.stride(0),
         float(slope), float(scale_shift),
         H=H, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, BLOCK_H=BLOCK_H,
-        STORE_ACTS=store_acts, INPUT_PRECISION=_input_precision(x.dtype),
+        STORE_ACTS=store_acts, INPUT_PRECISION=launch.input_precision(x.dtype),
         num_warps=4,
     )  # fmt: skip
     return y, ld, (acts if store_acts else None)
@@ -363,12 +345,7 @@ def _n_programs(n_tiles: int, device: torch.device) -> tuple[int, int]:
     that it can be a compile-time loop bound (few recompiles as N varies; runtime-valued loop
     bounds also break Triton 3.6's interpreter under NumPy >= 2.4).
     """
-    max_p = (
-        torch.cuda.get_device_properties(device).multi_processor_count
-        if device.type == "cuda"
-        else 4
-    )
-    tpp = triton.next_power_of_2(triton.cdiv(n_tiles, max_p))
+    tpp = triton.next_power_of_2(triton.cdiv(n_tiles, launch.max_programs(device)))
     return triton.cdiv(n_tiles, tpp), tpp
 
 
@@ -389,14 +366,14 @@ def _launch_backward(
     BLOCK_N = 32
     n_tiles = triton.cdiv(N, BLOCK_N)
     P, tpp = _n_programs(n_tiles, acts.device)
-    gx = _empty((N, D), acts, cdt)
+    gx = launch.empty((N, D), acts, cdt)
     partials = [torch.zeros((P, *p.shape), device=acts.device, dtype=cdt) for p in params]
     _realnvp_bwd_kernel[(P,)](
         gy.to(cdt).contiguous(), gld.to(cdt).contiguous(), gx, acts, *params, *partials,
         N, D, D // 2, K, tpp,
         float(slope), float(scale_shift),
         H=H, BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D, BLOCK_H=BLOCK_H,
-        INPUT_PRECISION=_input_precision(io_dtype),
+        INPUT_PRECISION=launch.input_precision(io_dtype),
         num_warps=4,
     )  # fmt: skip
     return gx, [p.sum(0) for p in partials]
@@ -410,7 +387,7 @@ class _RealNVPFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, slope, scale_shift, *params):
-        cparams = [p.detach().to(_compute_dtype(x.dtype)).contiguous() for p in params]
+        cparams = [p.detach().to(launch.compute_dtype(x.dtype)).contiguous() for p in params]
         y, ld, acts = _launch_forward(x.detach(), cparams, slope, scale_shift, store_acts=True)
         ctx.save_for_backward(acts, *cparams)
         ctx.slope, ctx.scale_shift, ctx.x_dtype = slope, scale_shift, x.dtype
@@ -492,9 +469,9 @@ def realnvp_forward(
     if torch.is_grad_enabled() and needs_grad:
         y, ld = _RealNVPFunction.apply(x, slope, scale_shift, *params)
     else:  # inference: no block inputs are stored
-        cparams = [p.to(_compute_dtype(x.dtype)).contiguous() for p in params]
+        cparams = [p.to(launch.compute_dtype(x.dtype)).contiguous() for p in params]
         y, ld, _ = _launch_forward(x, cparams, slope, scale_shift, store_acts=False)
-    wdt = _compute_dtype(W.dtype)
+    wdt = launch.compute_dtype(W.dtype)
     const = torch.linalg.slogdet(W.to(wdt))[1].sum() + log_scale.to(wdt).sum()
     return y, (ld + const).to(x.dtype)
 

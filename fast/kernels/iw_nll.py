@@ -32,6 +32,8 @@ import torch
 import triton
 import triton.language as tl
 
+from vaeprior.fast.kernels import launch
+
 __all__ = [
     "bernoulli_loglik",
     "bernoulli_loglik_conv1x1",
@@ -314,30 +316,9 @@ def _loglik_bwd_kernel(
 # --------------------------------------------------------------------------------------------
 # launchers
 # --------------------------------------------------------------------------------------------
-#: set True (tests) to fill outputs with NaN before every launch, so unwritten elements fail
-POISON_OUTPUTS = False
-
-
-def _empty(shape: tuple[int, ...], like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    if POISON_OUTPUTS:
-        return torch.full(shape, float("nan"), device=like.device, dtype=dtype)
-    return torch.empty(shape, device=like.device, dtype=dtype)
-
-
-def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
-    """float64 stays float64; float32/bf16/fp16 accumulate in float32."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
-def _input_precision(dtype: torch.dtype) -> str:
-    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
-        return "tf32"
-    return "ieee"
-
-
 def _head_args(h: torch.Tensor, W: torch.Tensor, b: torch.Tensor, is_conv: bool):
     """(h as 2-D/3-D row view, W, b in the compute dtype, hidden width HID)."""
-    cdt = _compute_dtype(h.dtype)
+    cdt = launch.compute_dtype(h.dtype)
     if is_conv:
         h3 = h.reshape(h.shape[0], h.shape[1], NPIX)
         if h3.stride(2) != 1 or h3.stride(1) != NPIX:
@@ -353,20 +334,14 @@ _BLOCK_D, _BLOCK_K = 64, 32
 def _launch_loglik_fwd(h, W, b, x, is_conv: bool) -> torch.Tensor:
     hv, Wc, bc, HID = _head_args(h, W, b, is_conv)
     M, B = h.shape[0], x.shape[0]
-    ll = _empty((M,), h, Wc.dtype)
+    ll = launch.empty((M,), h, Wc.dtype)
     BLOCK_M = 32
     _loglik_fwd_kernel[(triton.cdiv(M, BLOCK_M),)](
         hv, Wc, bc, x.contiguous(), ll, M, B, hv.stride(0),
         HID=HID, IS_CONV=is_conv, BLOCK_M=BLOCK_M, BLOCK_D=_BLOCK_D, BLOCK_K=_BLOCK_K,
-        INPUT_PRECISION=_input_precision(h.dtype),
+        INPUT_PRECISION=launch.input_precision(h.dtype),
     )  # fmt: skip
     return ll
-
-
-def _max_programs(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 4
 
 
 def _launch_loglik_bwd(h, W, b, x, gll, is_conv: bool):
@@ -375,7 +350,7 @@ def _launch_loglik_bwd(h, W, b, x, gll, is_conv: bool):
     M, B = h.shape[0], x.shape[0]
     BLOCK_M = 32
     n_tiles = triton.cdiv(M, BLOCK_M)
-    tpp = triton.next_power_of_2(triton.cdiv(n_tiles, _max_programs(h.device)))
+    tpp = triton.next_power_of_2(triton.cdiv(n_tiles, launch.max_programs(h.device)))
     P = triton.cdiv(n_tiles, tpp)
     cdt = Wc.dtype
     gh = torch.zeros(hv.shape, device=h.device, dtype=cdt)
@@ -385,7 +360,7 @@ def _launch_loglik_bwd(h, W, b, x, gll, is_conv: bool):
         hv, Wc, bc, x.contiguous(), gll.to(cdt).contiguous(), gh, pw, pb,
         M, B, hv.stride(0),
         HID=HID, IS_CONV=is_conv, TILES_PER_PROG=tpp, BLOCK_M=BLOCK_M,
-        BLOCK_D=_BLOCK_D, BLOCK_K=_BLOCK_K, INPUT_PRECISION=_input_precision(h.dtype),
+        BLOCK_D=_BLOCK_D, BLOCK_K=_BLOCK_K, INPUT_PRECISION=launch.input_precision(h.dtype),
     )  # fmt: skip
     return gh.reshape(h.shape), pw.sum(0).reshape(W.shape), pb.sum(0).reshape(b.shape)
 
@@ -397,19 +372,19 @@ def _launch_iw_nll(h, W, b, x, log_pz, log_qz, is_conv: bool, store_logw: bool):
     BLOCK_B = min(16, max(2, triton.next_power_of_2(B)))
     BLOCK_S = max(2, 32 // BLOCK_B)
     n_btiles = triton.cdiv(B, BLOCK_B)
-    want_splits = max(1, 4 * _max_programs(h.device) // n_btiles)
+    want_splits = max(1, 4 * launch.max_programs(h.device) // n_btiles)
     s_per = triton.next_power_of_2(max(BLOCK_S, triton.cdiv(S, want_splits)))
     n_split = triton.cdiv(S, s_per)
     cdt = Wc.dtype
-    logw = _empty((S, B), h, cdt) if store_logw else log_pz
-    pmax = _empty((n_split, B), h, cdt)
-    psum = _empty((n_split, B), h, cdt)
+    logw = launch.empty((S, B), h, cdt) if store_logw else log_pz
+    pmax = launch.empty((n_split, B), h, cdt)
+    psum = launch.empty((n_split, B), h, cdt)
     _iw_nll_fwd_kernel[(n_btiles, n_split)](
         hv, Wc, bc, x.contiguous(), log_pz.contiguous(), log_qz.contiguous(), logw, pmax, psum,
         S, B, hv.stride(0),
         HID=HID, IS_CONV=is_conv, S_PER_PROG=s_per, BLOCK_S=BLOCK_S, BLOCK_B=BLOCK_B,
         BLOCK_D=_BLOCK_D, BLOCK_K=_BLOCK_K, STORE_LOGW=store_logw,
-        INPUT_PRECISION=_input_precision(h.dtype),
+        INPUT_PRECISION=launch.input_precision(h.dtype),
     )  # fmt: skip
     top = pmax.max(0).values  # (B,) combine the per-split (max, sum) pairs
     lme = top + torch.log((psum * torch.exp(pmax - top)).sum(0)) - math.log(S)
