@@ -8,29 +8,12 @@ forgets to write fails the comparisons.
 
 from __future__ import annotations
 
-import importlib
-import os
-
 import numpy as np
 import pytest
 import torch
+from kernel_support import import_kernels, poison_and_interpret
 
-_CPU = not torch.cuda.is_available()
-_previous = os.environ.get("TRITON_INTERPRET")
-if _CPU:  # triton picks the interpreter when the kernel is decorated, i.e. at import
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-
-from vaeprior.fast.kernels import flow as fk  # noqa: E402
-from vaeprior.fast.kernels import launch  # noqa: E402
-
-if _CPU and not isinstance(fk._realnvp_fwd_kernel, InterpretedFunction):
-    fk = importlib.reload(fk)  # imported earlier without the interpreter flag
-if _previous is None:  # do not leak the flag into other test modules (see _poison)
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _previous
+fk = import_kernels("flow", "_realnvp_fwd_kernel")
 
 SLOPE, SHIFT = 0.2, 2.0
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -38,10 +21,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
-    """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
-    monkeypatch.setattr(launch, "POISON_OUTPUTS", True)
-    if _CPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    poison_and_interpret(monkeypatch)
 
 
 def make_params(K: int, D: int, H: int, dtype=torch.float64, seed: int = 0, s_scale: float = 1.0):

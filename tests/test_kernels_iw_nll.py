@@ -9,30 +9,14 @@ head uses C = 4 channels on CPU (interpreter speed) and C = 32 on CUDA.
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 
 import numpy as np
 import pytest
 import torch
+from kernel_support import import_kernels, poison_and_interpret
 
-_CPU = not torch.cuda.is_available()
-_previous = os.environ.get("TRITON_INTERPRET")
-if _CPU:  # triton picks the interpreter when the kernel is decorated, i.e. at import
-    os.environ["TRITON_INTERPRET"] = "1"
-
-from triton.runtime.interpreter import InterpretedFunction  # noqa: E402
-
-from vaeprior.fast.kernels import iw_nll as ik  # noqa: E402
-from vaeprior.fast.kernels import launch  # noqa: E402
-
-if _CPU and not isinstance(ik._loglik_fwd_kernel, InterpretedFunction):
-    ik = importlib.reload(ik)  # imported earlier without the interpreter flag
-if _previous is None:  # do not leak the flag into other test modules (see _poison)
-    os.environ.pop("TRITON_INTERPRET", None)
-else:
-    os.environ["TRITON_INTERPRET"] = _previous
+ik = import_kernels("iw_nll", "_loglik_fwd_kernel")
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 F = torch.nn.functional
@@ -40,10 +24,7 @@ F = torch.nn.functional
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch):
-    """NaN-fill every kernel output; on CPU keep the interpreter flag set during these tests."""
-    monkeypatch.setattr(launch, "POISON_OUTPUTS", True)
-    if _CPU:
-        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    poison_and_interpret(monkeypatch)
 
 
 def make(S, B, H, *, conv=False, dtype=torch.float64, seed=0, offset=0.0, device="cpu"):
