@@ -305,6 +305,12 @@ def _realnvp_bwd_kernel(
 _PARAM_NAMES = ("W", "A", "a", "S", "s0", "T", "t0", "log_scale", "bias")
 
 
+def param_shapes(K: int, D: int, H: int) -> list[tuple[int, ...]]:
+    """Shapes of the stacked parameters, in `realnvp_forward`'s argument order."""
+    Dl, Dr = D // 2, D - D // 2
+    return [(K, D, D), (K, Dl, H), (K, H), (K, H, Dr), (K, Dr), (K, H, Dr), (K, Dr), (K, D), (K, D)]
+
+
 def _block_sizes(D: int, H: int) -> tuple[int, int]:
     """(BLOCK_D, BLOCK_H): D padded to a power of two >= 16 (tl.dot minimum), H chunk <= 64."""
     if H < 16 or H & (H - 1):
