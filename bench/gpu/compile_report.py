@@ -66,10 +66,10 @@ def _summarise(names: list[str]) -> str:
     return f"{names[0]}" + (f" (+{len(names) - 1} more)" if len(names) > 1 else "")
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) the HEADING section of `path` with `section`."""
+def write_section(path: Path, section: str, heading: str = HEADING) -> None:
+    """Replace (or append) the `heading` section of `path` with `section` (which starts with it)."""
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(HEADING) + r".*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(re.escape(heading) + r".*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:
