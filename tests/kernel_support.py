@@ -18,6 +18,9 @@ import torch
 from vaeprior.fast.kernels import launch
 
 CPU = not torch.cuda.is_available()
+#: where kernel tests put their tensors: compiled kernels on a CUDA machine, the interpreter on
+#: CPU. No test hands CPU tensors to a compiled kernel.
+DEVICE = torch.device("cpu" if CPU else "cuda")
 
 
 def import_kernels(name: str, kernel: str) -> ModuleType:
@@ -41,6 +44,12 @@ def import_kernels(name: str, kernel: str) -> ModuleType:
         else:
             os.environ["TRITON_INTERPRET"] = previous
     return mod
+
+
+@pytest.fixture
+def device() -> torch.device:
+    """The device of the kernel tests' tensors (CUDA when present, else the CPU interpreter)."""
+    return DEVICE
 
 
 def poison_and_interpret(monkeypatch: pytest.MonkeyPatch) -> None:
