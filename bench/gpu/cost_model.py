@@ -155,18 +155,24 @@ class KernelCost:
 # --------------------------------------------------------------------------------------------
 # all launches
 # --------------------------------------------------------------------------------------------
-def _models() -> dict:
-    """kernel name -> model(launch) -> KernelCost, from the family modules."""
-    from vaeprior.bench.gpu import cost_flow, cost_iw_nll
+FAMILIES = ("flow", "iw_nll")
 
-    return {**cost_flow.MODELS, **cost_iw_nll.MODELS}
+
+def _models(families: tuple[str, ...]) -> dict:
+    """kernel name -> model(launch) -> KernelCost, from the family modules cost_<family>.py."""
+    import importlib
+
+    out = {}
+    for f in families:
+        out |= importlib.import_module(f"vaeprior.bench.gpu.cost_{f}").MODELS
+    return out
 
 
 def model_all(family: str | None = None) -> list[KernelCost]:
     """A KernelCost for every captured launch of every scenario (of one family)."""
     from vaeprior.bench.gpu import aot
 
-    models, out = _models(), []
+    models, out = _models(FAMILIES if family is None else (family,)), []
     for sc in aot.scenarios(family):
         for launch in aot.capture(sc):
             if launch.kernel not in models:
@@ -200,7 +206,7 @@ HEADING = "## Cost model (H100 SXM roofline, no GPU)"
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vaeprior.bench.gpu.cost_model")
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
-    p.add_argument("--family", choices=("flow", "iw_nll"), default=None, help="one kernel family")
+    p.add_argument("--family", choices=FAMILIES, default=None, help="one kernel family")
     p.add_argument(
         "--results", default=None, help="write the markdown table into this file's section"
     )
