@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vaeprior.fast.config import DATASETS, MODELS
-from vaeprior.fast.schedule import STRATEGIES
+from vaeprior.fast.training.schedule import STRATEGIES
 from vaeprior.reference.config import POSTERIORS, PRIORS
 
 EXIT_USAGE = 2
 # subcommands implemented elsewhere: module exposing add_arguments(parser) and run(args) -> int
 LAZY = {
-    "analyze": ("vaeprior.fast.analyze", "analyses of trained runs (paper's figures/tables)"),
-    "reproduce": ("vaeprior.bench.reproduce.cli", "reproduce the paper's tables"),
+    "analyze": (
+        "vaeprior.fast.analysis.analyses",
+        "analyses of trained runs (paper's figures/tables)",
+    ),
+    "reproduce": ("vaeprior.fast.reproduce.cli", "reproduce the paper's tables"),
 }
 
 
@@ -92,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from vaeprior.fast.config import ModelConfig
-    from vaeprior.fast.train import TrainConfig, train
+    from vaeprior.fast.training.loop import TrainConfig, train
 
     model_kw = {"model": args.model, "prior": args.prior, "posterior": args.posterior}
     model_kw["flow_depth"] = args.flow_depth
@@ -121,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vaeprior.fast.evaluate import evaluate_run, summary_line
+    from vaeprior.fast.evaluation.evaluate import evaluate_run, summary_line
 
     res = evaluate_run(
         args.run_dir,
@@ -136,7 +139,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from vaeprior.fast.sample import sample_grid
+    from vaeprior.fast.analysis.sample import sample_grid
 
     sample_grid(args.run_dir, n=args.n, out=args.out, seed=args.seed, device=args.device)
     print(f"wrote {args.out}")
@@ -146,8 +149,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from vaeprior.fast.checkpoint import load_run
-    from vaeprior.fast.convert import to_reference_params
+    from vaeprior.fast.models.convert import to_reference_params
+    from vaeprior.fast.runs import load_run
 
     vae, _ = load_run(args.run_dir, device="cpu")
     params = to_reference_params(vae)  # clear error for non-dense models
@@ -181,8 +184,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `vaeprior` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from vaeprior.fast.checkpoint import CheckpointError
-    from vaeprior.fast.train import TrainingError
+    from vaeprior.fast.runs import CheckpointError
+    from vaeprior.fast.training.loop import TrainingError
 
     try:
         if argv and argv[0] in LAZY:

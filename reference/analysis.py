@@ -1,8 +1,8 @@
 """Estimator math of the paper's analyses (Sections 5.3-5.5, Appendices B.3-B.5, B.9), float64.
 
 Everything here works on arrays the fast path has already computed (posterior means, samples,
-log-densities); the heavy sampling lives in `vaeprior.fast.analyze`. Functions that would need
-O(N^2) memory take a `chunk_elems` bound and stream instead.
+log-densities); the heavy sampling lives in `vaeprior.fast.analysis`. Functions that would
+need O(N^2) memory take a `chunk_elems` bound and stream instead.
 
 - closest pairs of q(z|x) and their normalized distances (Appendix B.4, Eqs. B.2-B.3):
   `nearest_neighbours`, `projection_std_sampled`, `projection_std_closed_form`,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from vaeprior.fast import analyze as an
+from vaeprior.fast.analysis import analyses as an
 from vaeprior.fast.config import ModelConfig
-from vaeprior.fast.vae import build_vae
+from vaeprior.fast.models.vae import build_vae
 from vaeprior.reference import analysis as ref
 from vaeprior.reference.distributions import gaussian_log_prob, log_mean_exp, unit_gaussian_log_prob
 
@@ -216,7 +216,7 @@ def test_interpolation_endpoints_and_log_prior() -> None:
 
 
 def test_metrics_paper_column_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vaeprior.fast.evaluate as ev
+    import vaeprior.fast.evaluation.evaluate as ev
 
     def fake(run_dir, **k):
         return {
@@ -244,7 +244,7 @@ def test_parse_what() -> None:
 
 
 def test_plots_need_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    from vaeprior.fast import plots
+    from vaeprior.fast.analysis import plots
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install vaeprior\[plot\]"):
@@ -262,7 +262,7 @@ def test_cli_run_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path) 
     rng = np.random.default_rng(0)
     ds = SimpleNamespace(train=rng.random((30, 784)).astype(np.float32), test=_x(12), dynamic=True)
     cfg = SimpleNamespace(dataset="mnist", data_dir=None, base_run=None)
-    import vaeprior.fast.checkpoint as ck
+    import vaeprior.fast.runs as ck
 
     monkeypatch.setattr(ck, "load_run", lambda run_dir, device=None: (vae, cfg))
     monkeypatch.setattr(an._Data, "_load", lambda self: ds)
@@ -318,9 +318,9 @@ def test_analyze_cli_on_trained_post_hoc_run(synthetic, tmp_path) -> None:
     """End to end through `vaeprior analyze`: a tiny standard run, a post-hoc RNVP prior on it."""
     from conftest import tiny_model
 
-    from vaeprior.fast.checkpoint import load_run
     from vaeprior.fast.cli import main
-    from vaeprior.fast.train import TrainConfig, train
+    from vaeprior.fast.runs import load_run
+    from vaeprior.fast.training.loop import TrainConfig, train
 
     std, ph = tmp_path / "std", tmp_path / "ph"
     common = {"dataset": "mnist", "epochs": 1, "eval_samples": 5, "device": "cpu"}

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import tiny_model
 
-import vaeprior.fast.checkpoint as ck
-from vaeprior.fast.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_run
-from vaeprior.fast.train import TrainConfig, train
-from vaeprior.fast.vae import build_vae
+import vaeprior.fast.runs as ck
+from vaeprior.fast.models.vae import build_vae
+from vaeprior.fast.runs import CheckpointError, atomic_save, load_checkpoint, load_run
+from vaeprior.fast.training.loop import TrainConfig, train
 
 
 def test_atomic_save_never_leaves_a_half_written_file(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from functools import partial
 import pytest
 
 import vaeprior.fast.data as fdata
-import vaeprior.fast.train as ftrain
+import vaeprior.fast.training.loop as ftrain
 from vaeprior.fast.cli import main
 from vaeprior.reference.data import load_dataset
 
@@ -56,8 +56,8 @@ def test_train_evaluate_sample(synthetic, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "6", "--out", str(tmp_path / "g.png")]) == 0
     import matplotlib.pyplot as plt
 
-    from vaeprior.fast.checkpoint import load_run
-    from vaeprior.fast.sample import sample_images
+    from vaeprior.fast.analysis.sample import sample_images
+    from vaeprior.fast.runs import load_run
 
     img = plt.imread(tmp_path / "g.png")
     assert img.shape[:2] == (2 * 28, 3 * 28)  # ceil(sqrt(6)) = 3 columns, 2 rows
@@ -174,7 +174,7 @@ def test_export_feeds_the_numpy_reference(synthetic, tmp_path, capsys):
     import numpy as np
     import torch
 
-    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.runs import load_run
     from vaeprior.reference import objectives
     from vaeprior.reference.demo import config_from_params
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from vaeprior.fast.config import ModelConfig
-from vaeprior.fast.convert import load_reference_params, to_reference_params
-from vaeprior.fast.flows import RealNVP as TorchRealNVP
-from vaeprior.fast.vae import VAE, build_vae
+from vaeprior.fast.models.convert import load_reference_params, to_reference_params
+from vaeprior.fast.models.flows import RealNVP as TorchRealNVP
+from vaeprior.fast.models.vae import VAE, build_vae
 from vaeprior.reference import dense_vae, objectives
 from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.flows import RealNVP, flow_posterior, flow_prior_log_prob

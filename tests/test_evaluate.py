@@ -8,9 +8,14 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from vaeprior.fast.distributions import log_mean_exp
-from vaeprior.fast.evaluate import active_units, counter_normal, evaluate, posterior_means
-from vaeprior.fast.vae import build_vae
+from vaeprior.fast.evaluation.evaluate import (
+    active_units,
+    counter_normal,
+    evaluate,
+    posterior_means,
+)
+from vaeprior.fast.models.distributions import log_mean_exp
+from vaeprior.fast.models.vae import build_vae
 
 
 def _model(**kw):
@@ -147,8 +152,8 @@ TRITON_CHECK = r"""
 import sys, torch
 sys.path.insert(0, "tests")
 from conftest import tiny_model
-from vaeprior.fast.evaluate import evaluate
-from vaeprior.fast.vae import build_vae
+from vaeprior.fast.evaluation.evaluate import evaluate
+from vaeprior.fast.models.vae import build_vae
 for model in ("dense", "conv"):
     torch.manual_seed(0)
     vae = build_vae(tiny_model(model=model, prior="rnvp")).eval()

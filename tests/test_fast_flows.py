@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaeprior.fast import flows
-from vaeprior.fast.flows import ActNorm, RealNVP
+from vaeprior.fast.models import flows
+from vaeprior.fast.models.flows import ActNorm, RealNVP
 
 
 def random_flow(dim: int, depth: int, seed: int, dtype=torch.float64, hidden: int = 16) -> RealNVP:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vaeprior.fast.config import ModelConfig
-from vaeprior.fast.networks.conv import ConvStack
-from vaeprior.fast.networks.resnet import ResBlock
-from vaeprior.fast.vae import build_vae
+from vaeprior.fast.models.networks.conv import ConvStack
+from vaeprior.fast.models.networks.resnet import ResBlock
+from vaeprior.fast.models.vae import build_vae
 
 MODELS = ("dense", "conv", "resnet", "pixel")
 HIDDEN_SHAPE = {

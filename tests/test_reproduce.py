@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from vaeprior.bench.reproduce import runner as rr
-from vaeprior.bench.reproduce.budgets import BUDGETS, get_budget
-from vaeprior.bench.reproduce.tables import (
+from vaeprior.fast.config import ModelConfig
+from vaeprior.fast.reproduce import runner as rr
+from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
+from vaeprior.fast.reproduce.tables import (
     METRICS,
     TABLES,
     RunSpec,
     get_table,
     normalize_key,
 )
-from vaeprior.fast.config import ModelConfig
 
 PAIRS = [("1", "B.3"), ("2", "B.5"), ("3", "B.4"), ("4", "B.10"), ("5", "B.6"), ("6", "B.7")]
 PAIRS += [("7", "B.13")]
@@ -307,7 +307,7 @@ def mnist_dir() -> str:
 def test_smoke_reproduction_end_to_end(tmp_path: Path, monkeypatch, capsys) -> None:
     data = mnist_dir()
     from vaeprior.fast import cli
-    from vaeprior.fast.checkpoint import read_json
+    from vaeprior.fast.runs import read_json
 
     out = tmp_path / "repro"
     cells = "MNIST/DenseVAE standard*,MNIST/DenseVAE RNVP p*"
@@ -326,7 +326,7 @@ def test_smoke_reproduction_end_to_end(tmp_path: Path, monkeypatch, capsys) -> N
     assert len(md_row(md, "| --- |")) == 7 and md.count("| MNIST |") == 2
 
     calls = []
-    monkeypatch.setattr("vaeprior.fast.train.train", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("vaeprior.fast.training.loop.train", lambda *a, **k: calls.append(a))
     capsys.readouterr()
     assert cli.main(argv) == 0  # resume: both cells finished, nothing trained
     assert calls == []
@@ -343,7 +343,7 @@ def test_smoke_reproduction_end_to_end(tmp_path: Path, monkeypatch, capsys) -> N
 
 
 def test_epochs_override_scales_the_budget_and_says_so() -> None:
-    from vaeprior.bench.reproduce.budgets import get_budget
+    from vaeprior.fast.reproduce.budgets import get_budget
 
     b = get_budget("small").with_limit(1000).with_epochs(24)
     assert b.train_kwargs() == {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vaeprior.fast import schedule as sch
+from vaeprior.fast.training import schedule as sch
 
 
 def _summary(phases):

@@ -9,12 +9,12 @@ import torch
 from conftest import tiny_model
 from torch.distributions import Bernoulli, Normal
 
-import vaeprior.fast.train as ftrain
-from vaeprior.fast.checkpoint import load_checkpoint
-from vaeprior.fast.evaluate import evaluate
-from vaeprior.fast.objective import l2_penalty, reg_qz, training_loss
-from vaeprior.fast.train import TrainConfig, TrainingError, train
-from vaeprior.fast.vae import build_vae
+import vaeprior.fast.training.loop as ftrain
+from vaeprior.fast.evaluation.evaluate import evaluate
+from vaeprior.fast.models.vae import build_vae
+from vaeprior.fast.runs import load_checkpoint
+from vaeprior.fast.training.loop import TrainConfig, TrainingError, train
+from vaeprior.fast.training.objective import l2_penalty, reg_qz, training_loss
 
 
 def _vae(**kw):
@@ -237,8 +237,8 @@ def test_early_stopping_keeps_the_best_validation_model(synthetic, tmp_path):
     lines = [json.loads(s) for s in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     vals = [m["val_nll"] for m in lines if "val_nll" in m]
     assert len(vals) == 4  # validation every max(1, 20 * 4/2400) epochs
-    from vaeprior.fast.checkpoint import load_run
     from vaeprior.fast.data import load_device_data
+    from vaeprior.fast.runs import load_run
 
     vae, _ = load_run(tmp_path / "r")
     data = load_device_data("static-mnist", None, "cpu", validation=True)

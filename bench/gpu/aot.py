@@ -97,7 +97,7 @@ def _decoder_heads() -> dict[str, tuple[str, int]]:
     from torch import nn
 
     from vaeprior.fast.config import MODELS, ModelConfig
-    from vaeprior.fast.vae import build_vae
+    from vaeprior.fast.models.vae import build_vae
 
     heads = {}
     for model in MODELS:

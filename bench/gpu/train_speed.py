@@ -1,6 +1,6 @@
 """Seconds per training epoch of a DenseVAE + RNVP prior, per flow backend (issue 7 §3).
 
-Times `vaeprior.fast.train._run_epoch` (the loop `vaeprior train` runs: on-device dynamic
+Times `vaeprior.fast.training.loop._run_epoch` (the loop `vaeprior train` runs: on-device dynamic
 binarization, shuffling, warm-up ELBO, L2, Adam) on MNIST-sized data held on the device:
 
 - eager:   the torch flow (`RealNVP.backend = "torch"`);
@@ -22,11 +22,11 @@ import time
 import torch
 
 from vaeprior.bench.gpu.report import emit
-from vaeprior.fast import schedule as sch
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.data import DeviceData, load_device_data
-from vaeprior.fast.train import TrainConfig, _run_epoch
-from vaeprior.fast.vae import build_vae
+from vaeprior.fast.models.vae import build_vae
+from vaeprior.fast.training import schedule as sch
+from vaeprior.fast.training.loop import TrainConfig, _run_epoch
 
 PAPER_EPOCHS = 2400
 

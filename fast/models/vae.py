@@ -10,9 +10,13 @@ import torch
 from torch import nn
 
 from vaeprior.fast.config import ModelConfig
-from vaeprior.fast.distributions import bernoulli_log_prob, log_mean_exp, unit_gaussian_log_prob
-from vaeprior.fast.flows import RealNVP
-from vaeprior.fast.networks import (
+from vaeprior.fast.models.distributions import (
+    bernoulli_log_prob,
+    log_mean_exp,
+    unit_gaussian_log_prob,
+)
+from vaeprior.fast.models.flows import RealNVP
+from vaeprior.fast.models.networks import (
     ConvDecoderTrunk,
     ConvEncoderTrunk,
     DenseTrunk,

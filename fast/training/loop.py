@@ -18,8 +18,17 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from vaeprior.fast import schedule as sch
-from vaeprior.fast.checkpoint import (
+from vaeprior.fast.config import DATASETS, ModelConfig
+from vaeprior.fast.data import (
+    DeviceData,
+    epoch_batches,
+    load_device_data,
+    num_batches,
+    split_tensor,
+)
+from vaeprior.fast.evaluation.evaluate import active_units, evaluate, summary_line
+from vaeprior.fast.models.vae import VAE, build_vae
+from vaeprior.fast.runs import (
     BEST,
     CHECKPOINT,
     CONFIG,
@@ -35,17 +44,8 @@ from vaeprior.fast.checkpoint import (
     read_json,
     resolve_device,
 )
-from vaeprior.fast.config import DATASETS, ModelConfig
-from vaeprior.fast.data import (
-    DeviceData,
-    epoch_batches,
-    load_device_data,
-    num_batches,
-    split_tensor,
-)
-from vaeprior.fast.evaluate import active_units, evaluate, summary_line
-from vaeprior.fast.objective import training_loss
-from vaeprior.fast.vae import VAE, build_vae
+from vaeprior.fast.training import schedule as sch
+from vaeprior.fast.training.objective import training_loss
 
 VALIDATION_SAMPLES = 100  # Appendix B.3: validation NLL with 100 z samples per x
 SPLITS = ("test", "validation", "train")

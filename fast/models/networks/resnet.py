@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaeprior.fast.networks.conv import ConvDecoderTrunk, ConvEncoderTrunk, conv3x3
+from vaeprior.fast.models.networks.conv import ConvDecoderTrunk, ConvEncoderTrunk, conv3x3
 from vaeprior.reference.config import LEAKY_SLOPE
 
 

@@ -17,8 +17,8 @@ import torch
 from vaeprior.fast.config import ModelConfig
 
 if TYPE_CHECKING:
-    from vaeprior.fast.train import TrainConfig
-    from vaeprior.fast.vae import VAE
+    from vaeprior.fast.models.vae import VAE
+    from vaeprior.fast.training.loop import TrainConfig
 
 FORMAT = "vaeprior-checkpoint-v1"
 CONFIG, METRICS, CHECKPOINT, BEST = "config.json", "metrics.jsonl", "checkpoint.pt", "best.pt"
@@ -105,8 +105,8 @@ def resolve_device(device: str | None) -> torch.device:
 
 def load_run(run_dir: str | Path, device: str | None = None) -> tuple[VAE, TrainConfig]:
     """The trained model of a run (from checkpoint.pt, eval mode) and its TrainConfig."""
-    from vaeprior.fast.train import TrainConfig  # train imports this module
-    from vaeprior.fast.vae import build_vae
+    from vaeprior.fast.models.vae import build_vae
+    from vaeprior.fast.training.loop import TrainConfig  # train imports this module
 
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG))

@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from vaeprior.bench.reproduce.budgets import BUDGETS, get_budget
-from vaeprior.bench.reproduce.runner import Reproduction, plan, reproduce
-from vaeprior.bench.reproduce.tables import TABLES, get_table
+from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
+from vaeprior.fast.reproduce.runner import Reproduction, plan, reproduce
+from vaeprior.fast.reproduce.tables import TABLES, get_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

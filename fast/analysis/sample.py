@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from vaeprior.fast.checkpoint import load_run
+from vaeprior.fast.runs import load_run
 
 
 def _pyplot():

@@ -49,7 +49,7 @@ class Budget:
         return replace(self, epochs=epochs, description=f"{text}; {_eval_text(self.eval_limit)}")
 
     def train_kwargs(self) -> dict:
-        """The `vaeprior.fast.train.TrainConfig` fields set by the budget."""
+        """The `vaeprior.fast.training.loop.TrainConfig` fields set by the budget."""
         return {
             "epochs": self.epochs,
             "eval_samples": self.eval_samples,

@@ -188,11 +188,11 @@ def active_units(
 ) -> dict[str, Any]:
     """A_k = Var_x E_q(z|x)[z_k] over training x (Table 8, App. B.3, Burda et al.).
 
-    E_q[z|x] is `vaeprior.fast.evaluate.posterior_means` (the exact mean of a Gaussian
+    E_q[z|x] is `vaeprior.fast.evaluation.evaluate.posterior_means` (the exact mean of a Gaussian
     posterior; the mean of `samples` draws after an RNVP posterior); the count of A_k >
     `threshold` is `vaeprior.reference.metrics.active_units`. Returns count and variances (Z,).
     """
-    from vaeprior.fast.evaluate import posterior_means
+    from vaeprior.fast.evaluation.evaluate import posterior_means
     from vaeprior.reference.metrics import active_units as count_active
 
     _check_samples(samples)
@@ -447,7 +447,7 @@ def metrics(
     backend: str = "auto",
 ) -> dict[str, Any]:
     """Test elbo, recon, kl, klz|x in the paper's column order (Table 7), from `evaluate_run`."""
-    from vaeprior.fast.evaluate import evaluate_run
+    from vaeprior.fast.evaluation.evaluate import evaluate_run
 
     r = evaluate_run(run_dir, samples=samples, limit=limit, backend=backend, device=device)
     columns = ("elbo", "recon", "kl", "klzx")
@@ -566,7 +566,7 @@ def _write(out: Path, name: str, payload: dict[str, Any]) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the analyses named by --what on RUN_DIR; write DIR/<name>.json (+ .png, .npz)."""
-    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.runs import load_run
 
     names = parse_what(args.what)
     if args.limit is not None and args.limit < 1:
@@ -587,7 +587,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plots() -> Any:
-    from vaeprior.fast import plots
+    from vaeprior.fast.analysis import plots
 
     return plots
 
@@ -672,7 +672,7 @@ def _run_interpolation(args, vae, cfg, data, out) -> list[Path]:
 
 
 def _run_low_posterior(args, vae, cfg, data, out) -> list[Path]:
-    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.runs import load_run
 
     base = None
     if getattr(cfg, "base_run", None):

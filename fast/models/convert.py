@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaeprior.fast.flows import FLOW_PARAM_NAMES, RealNVP
-from vaeprior.fast.vae import VAE
+from vaeprior.fast.models.flows import FLOW_PARAM_NAMES, RealNVP
+from vaeprior.fast.models.vae import VAE
 
 
 def _linears(vae: VAE) -> dict[str, nn.Linear]:

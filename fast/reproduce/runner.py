@@ -3,7 +3,7 @@
 Layout of a reproduction folder DIR:
 
     DIR/reproduce.json                  the budget every run of DIR was trained with
-    DIR/runs/<run-id>/seed<k>/          one `vaeprior.fast.train.train` run directory
+    DIR/runs/<run-id>/seed<k>/          one `vaeprior.fast.training.loop.train` run directory
         results.json                    written by train: the run is finished (skipped)
         checkpoint.pt                   without results.json: interrupted, resumed
         reproduce-run.json              wall-clock seconds spent here and the machine
@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from vaeprior.bench.reproduce.budgets import Budget
-from vaeprior.bench.reproduce.tables import ANALYSIS_METRICS, METRICS, Cell, RunSpec, Table
-from vaeprior.fast.checkpoint import (
+from vaeprior.fast.reproduce.budgets import Budget
+from vaeprior.fast.reproduce.tables import ANALYSIS_METRICS, METRICS, Cell, RunSpec, Table
+from vaeprior.fast.runs import (
     CHECKPOINT,
     CONFIG,
     RESULTS,
@@ -50,7 +50,8 @@ TrainFn = Callable[..., dict]
 
 @dataclass(frozen=True)
 class Reproduction:
-    """What to reproduce and where; `train_fn` is `vaeprior.fast.train.train` unless injected."""
+    """What to reproduce and where; `train_fn` is `vaeprior.fast.training.loop.train` unless
+    injected."""
 
     table: Table
     budget: Budget
@@ -89,7 +90,7 @@ def train_config(
     base_run: str | None = None,
 ) -> Any:
     """The `TrainConfig` of one cell's run under `budget` (paper batch sizes, test split)."""
-    from vaeprior.fast.train import TrainConfig
+    from vaeprior.fast.training.loop import TrainConfig
 
     return TrainConfig(
         dataset=spec.dataset,
@@ -113,7 +114,7 @@ def _comparable(cfg: Any) -> dict:
 
 def _check_same_config(saved: Path, cfg: Any) -> None:
     """Refuse to resume or reuse a run directory that holds another configuration."""
-    from vaeprior.fast.train import TrainConfig
+    from vaeprior.fast.training.loop import TrainConfig
 
     try:
         have = TrainConfig.from_dict(read_json(saved))
@@ -143,7 +144,7 @@ def check_manifest(out: Path, budget: Budget) -> None:
 
 
 def _default_train() -> TrainFn:
-    from vaeprior.fast.train import train
+    from vaeprior.fast.training.loop import train
 
     return train
 
@@ -217,9 +218,9 @@ def ensure_posterior_stats(rep: Reproduction, run_dir: Path) -> dict:
     path = run_dir / POSTERIOR_STATS
     if path.exists():
         return read_json(path)
-    from vaeprior.fast.analyze import posterior_stats
-    from vaeprior.fast.checkpoint import load_run
+    from vaeprior.fast.analysis.analyses import posterior_stats
     from vaeprior.fast.data import load_device_data, split_tensor
+    from vaeprior.fast.runs import load_run
 
     t0 = time.perf_counter()
     vae, cfg = load_run(run_dir, rep.device)

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vaeprior.fast.checkpoint import EVAL, atomic_write_json, load_run
-from vaeprior.fast.distributions import unit_gaussian_log_prob
+from vaeprior.fast.models.distributions import unit_gaussian_log_prob
+from vaeprior.fast.runs import EVAL, atomic_write_json, load_run
 from vaeprior.reference.metrics import active_units as reference_active_units
 
 BACKENDS = ("auto", "torch", "triton")

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from vaeprior.fast.config import DATASETS, MODELS, ModelConfig
-from vaeprior.fast.schedule import STRATEGIES
+from vaeprior.fast.training.schedule import STRATEGIES
 
-# Metrics of a run: results.json keys of `vaeprior.fast.train.train` (Appendix B.3), plus the
-# Table B.1 posterior moments computed by `vaeprior.fast.analyze.posterior_stats`.
+# Metrics of a run: results.json keys of `vaeprior.fast.training.loop.train` (Appendix B.3),
+# plus the Table B.1 posterior moments of `vaeprior.fast.analysis.analyses.posterior_stats`.
 RESULT_METRICS = {
     "nll": "NLL",
     "elbo": "elbo",
