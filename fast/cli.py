@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from vaeprior.fast.backends import BACKENDS
 from vaeprior.fast.config import DATASETS, MODELS
 from vaeprior.fast.training.schedule import STRATEGIES
 from vaeprior.reference.config import POSTERIORS, PRIORS
@@ -60,7 +61,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--split", default="test", choices=("test", "validation", "train"))
-    p.add_argument("--backend", default="auto", choices=("auto", "torch", "triton"))
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--device", default=None)
 
 

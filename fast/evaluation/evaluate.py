@@ -12,18 +12,16 @@ device, and a direct unchunked computation sees exactly the same ε.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from vaeprior.fast import backends
 from vaeprior.fast.models.distributions import unit_gaussian_log_prob
 from vaeprior.fast.runs import EVAL, atomic_write_json, load_run
 from vaeprior.reference.metrics import active_units as reference_active_units
 
-BACKENDS = ("auto", "torch", "triton")
 ROWS_PER_CHUNK = 8192  # S_chunk * B decoder rows alive at once (DenseVAE)
 CONV_ROWS_PER_CHUNK = 1024  # conv decoders keep (rows, 32..64, 28, 28) activations
 AU_THRESHOLD = 0.01  # active unit: Var_x E_q[z_k | x] > 0.01 (Burda et al.; Appendix B.3)
@@ -80,38 +78,6 @@ def counter_normal(
     return (radius * torch.cos(2.0 * math.pi * u2 * scale)).to(dtype)
 
 
-def _torch_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) (S, B) through the full logits."""
-    return vae.log_px_z(z, x, backend="torch")
-
-
-def _triton_loglik(vae: nn.Module, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) (S, B) with the fused last layer + Bernoulli kernel (logits never stored)."""
-    return vae.log_px_z(z, x, backend="triton")
-
-
-def select_loglik(
-    backend: str, device: torch.device
-) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """auto = the Triton kernel on CUDA, chunked torch on CPU."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {BACKENDS}")
-    auto = backend == "auto"
-    if auto:
-        backend = "triton" if device.type == "cuda" else "torch"
-    if backend == "torch":
-        return _torch_loglik
-    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("backend triton needs a CUDA device (or TRITON_INTERPRET=1): use torch")
-    try:
-        import vaeprior.fast.kernels.iw_nll  # noqa: F401
-    except ImportError as e:
-        if auto:
-            return _torch_loglik
-        raise ValueError(f"backend triton unavailable ({e}): use --backend torch") from None
-    return _triton_loglik
-
-
 def _seed_from(generator: torch.Generator | None) -> int:
     if generator is None:
         return 0
@@ -126,7 +92,7 @@ def _batch_sums(
     seed: int,
     samples: int,
     sample_chunk: int,
-    loglik: Callable,
+    backend: str,
     unit_prior: bool,
 ) -> dict[str, torch.Tensor]:
     """Per-x NLL and sample-means of log p(x|z), log q - log p for one data batch: (B,) float64."""
@@ -139,7 +105,7 @@ def _batch_sums(
         ns = min(sample_chunk, samples - s0)
         eps = counter_normal(seed, row0, b, s0, ns, vae.cfg.z_dim, device=x.device, dtype=p.dtype)
         z, log_qz = vae.posterior_sample(x, eps)  # (ns, B, Z), (ns, B)
-        log_px = loglik(vae, z, x).double()  # (ns, B)
+        log_px = vae.log_px_z(z, x, backend=backend).double()  # (ns, B)
         log_pz = unit_gaussian_log_prob(z) if unit_prior else vae.prior_log_prob(z)
         log_ratio = (log_qz - log_pz).double()
         logw = log_px - log_ratio
@@ -172,7 +138,7 @@ def evaluate(
         raise ValueError(f"samples and batch_size must be >= 1, got {samples}, {batch_size}")
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"evaluate needs x of shape (N, 784) with N >= 1, got {tuple(x.shape)}")
-    loglik = select_loglik(backend, x.device)
+    backends.resolve(backend, x, "iw_nll")  # validates the choice before any work
     rows = ROWS_PER_CHUNK if vae.cfg.model == "dense" else CONV_ROWS_PER_CHUNK
     chunk = sample_chunk or max(1, rows // min(batch_size, x.shape[0]))
     seed, was_training = _seed_from(generator), vae.training
@@ -181,7 +147,7 @@ def evaluate(
     try:
         for r0 in range(0, x.shape[0], batch_size):
             xb = x[r0 : r0 + batch_size].to(next(vae.parameters()).dtype)
-            sums = _batch_sums(vae, xb, r0, seed, samples, chunk, loglik, unit_prior)
+            sums = _batch_sums(vae, xb, r0, seed, samples, chunk, backend, unit_prior)
             for key in totals:
                 totals[key] += float(sums[key].sum())
     finally:

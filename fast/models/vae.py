@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from vaeprior.fast import backends
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.models.distributions import (
     bernoulli_log_prob,
@@ -78,7 +79,7 @@ class VAE(nn.Module):
         self.encoder, self.decoder = encoder, decoder
         self.prior_flow, self.posterior_flow = prior_flow, posterior_flow
         # log p(x|z): "torch" (full logits), "triton" (fused last layer + Bernoulli kernel,
-        # logits never stored) or "auto" (triton for float32 CUDA inputs when importable)
+        # logits never stored) or "auto" (see `vaeprior.fast.backends`)
         self.loglik_backend = "auto"
 
     # ---- q(z|x), Eq. B.1 -------------------------------------------------------------------
@@ -174,16 +175,17 @@ class VAE(nn.Module):
     ) -> torch.Tensor:
         """log p(x|z) = sum_d x_d l_d - softplus(l_d): z (S, B, Z), x (B, 784) -> (S, B).
 
-        backend (default `self.loglik_backend`): "torch" computes the (S, B, 784) logits;
-        "triton" fuses the output layer with the Bernoulli sum (`kernels.iw_nll`), so the
-        logits never exist in memory; "auto" = triton for float32 CUDA inputs.
+        backend (default `self.loglik_backend`, resolved by `vaeprior.fast.backends`): "torch"
+        computes the (S, B, 784) logits; "triton" fuses the output layer with the Bernoulli sum
+        (`kernels.iw_nll`), so the logits never exist in memory.
         """
-        kernel = _fused_loglik(backend or self.loglik_backend, x, self.decoder.out)
-        if kernel is None:
+        if backends.resolve(backend or self.loglik_backend, z, "iw_nll") == "torch":
             return bernoulli_log_prob(x, self.decoder_logits(z, x))
-        h = self.decoder_hidden(z, x)  # (S*B, H) or (S*B, C, 28, 28)
+        k = backends.kernels("iw_nll")
         out = self.decoder.out
-        return kernel(h, out.weight, out.bias, x).view(z.shape[:-1])
+        loglik = k.bernoulli_loglik if isinstance(out, nn.Linear) else k.bernoulli_loglik_conv1x1
+        h = self.decoder_hidden(z, x)  # (S*B, H) or (S*B, C, 28, 28)
+        return loglik(h, out.weight, out.bias, x).view(z.shape[:-1])
 
     def elbo(self, x: torch.Tensor, eps: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
         """mean_s[log p(x|z) + beta (log p(z) - log q(z|x))] per x (warm-up ELBO, B.3): (B,)."""
@@ -269,23 +271,3 @@ def build_vae(cfg: ModelConfig) -> VAE:
 
 
 __all__ = ["VAE", "Decoder", "Encoder", "build_vae"]
-
-
-LOGLIK_BACKENDS = ("torch", "triton", "auto")
-
-
-def _fused_loglik(backend: str, x: torch.Tensor, out: nn.Module):
-    """The fused Bernoulli log-likelihood kernel for `out`'s head type, or None for torch."""
-    if backend not in LOGLIK_BACKENDS:
-        raise ValueError(
-            f"unknown log-likelihood backend {backend!r}: choose one of {LOGLIK_BACKENDS}"
-        )
-    if backend == "torch" or (backend == "auto" and not (x.is_cuda and x.dtype == torch.float32)):
-        return None
-    try:
-        from vaeprior.fast.kernels import iw_nll as k
-    except (ImportError, RuntimeError) as e:  # no Triton on this platform
-        if backend == "auto":
-            return None
-        raise ValueError(f"log-likelihood backend triton unavailable ({e}): use torch") from None
-    return k.bernoulli_loglik if isinstance(out, nn.Linear) else k.bernoulli_loglik_conv1x1
