@@ -65,3 +65,14 @@ def resolve(backend: str, t: torch.Tensor, kernel: str) -> str:
         )
     kernels(kernel)
     return "triton"
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'cpu', 'cuda' or None (cuda when available)."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}: use cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available: use --device cpu")
+    return torch.device(device)

@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from vaeprior.fast.config import ModelConfig
-    from vaeprior.fast.training.loop import TrainConfig, train
+    from vaeprior.fast.config import ModelConfig, TrainConfig
+    from vaeprior.fast.training.loop import train
 
     model_kw = {"model": args.model, "prior": args.prior, "posterior": args.posterior}
     model_kw["flow_depth"] = args.flow_depth

@@ -1,43 +1,44 @@
-"""Configuration of one model of the paper (Appendix B.2): architecture + VAEConfig fields."""
+"""Configuration of a model (Appendix B.2) and of a training run (Appendix B.3).
+
+`ModelConfig` extends the reference's `VAEConfig` (one source of the shared field names and
+defaults) with the architecture; `TrainConfig` is everything that defines a run and is saved as
+the run directory's config.json.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from vaeprior.reference.config import LEAKY_SLOPE, POSTERIORS, PRIORS, SCALE_SHIFT
+from vaeprior.fast.training import schedule as sch
+from vaeprior.reference.config import VAEConfig
+from vaeprior.reference.data import DATASETS, SPLITS
 
 MODELS = ("dense", "conv", "resnet", "pixel")
-DATASETS = ("mnist", "static-mnist", "fashion-mnist", "omniglot")
 # Appendix B.2: 40 latent dimensions on (Static)MNIST, 64 on FashionMNIST and Omniglot.
 DEFAULT_Z_DIM = {"mnist": 40, "static-mnist": 40, "fashion-mnist": 64, "omniglot": 64}
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to build a `VAE`; saved as part of a run's config.json."""
+class ModelConfig(VAEConfig):
+    """Everything needed to build a `VAE`: the reference's `VAEConfig` fields (sizes, prior,
+    posterior, flow depth K, LeakyReLU slope, coupling scale shift) plus the architecture.
+    Saved as part of a run's config.json."""
 
-    model: str = "dense"
-    z_dim: int = 40
-    hidden: int = 500
-    prior: str = "gaussian"
-    posterior: str = "gaussian"
-    flow_depth: int = 20
-    flow_hidden: int = 256
-    leaky_slope: float = LEAKY_SLOPE
-    scale_shift: float = SCALE_SHIFT
+    model: str = "dense"  # dense | conv | resnet | pixel: DenseVAE, ConvVAE, ResnetVAE, PixelVAE
     dropout: float = 0.5  # PixelCNN layers only (Appendix B.2)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
-        if self.prior not in PRIORS:
-            raise ValueError(f"unknown prior {self.prior!r}: choose one of {PRIORS}")
-        if self.posterior not in POSTERIORS:
-            raise ValueError(f"unknown posterior {self.posterior!r}: choose one of {POSTERIORS}")
-        if self.flow_depth < 0:
-            raise ValueError(f"flow depth K must be >= 0, got {self.flow_depth}")
+        super().__post_init__()
         if self.z_dim < 2:
             raise ValueError(f"z_dim must be >= 2 (the coupling layer splits z), got {self.z_dim}")
+        if self.x_dim != 784:
+            raise ValueError(f"the models take 28x28 images (x_dim 784), got x_dim={self.x_dim}")
+
+    def to_reference(self) -> VAEConfig:
+        """The `VAEConfig` of the NumPy reference with the same shared fields."""
+        return VAEConfig(**{f.name: getattr(self, f.name) for f in fields(VAEConfig)})
 
     @classmethod
     def for_dataset(cls, dataset: str, **kw) -> ModelConfig:
@@ -59,3 +60,79 @@ class ModelConfig:
                 f"unknown model config keys {sorted(unknown)}: checkpoint from another version?"
             )
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; saved as config.json."""
+
+    dataset: str
+    model: ModelConfig
+    strategy: str = "joint"
+    epochs: int | None = None  # None: the paper's 2400-epoch schedule
+    batch_size: int | None = None  # None: 128, or 64 for PixelVAE (Appendix B.3)
+    seed: int = 0
+    device: str | None = None  # "cpu" | "cuda" | None (auto)
+    data_dir: str | None = None
+    reg_qz: bool = False  # Reg[q(z)] of Appendix B.3
+    checkpoint_every: int = 1  # epochs
+    eval_samples: int = 1000
+    eval_limit: int | None = None
+    eval_split: str = "test"
+    iterations: int | None = None  # I of Algorithm B.1 (None: 16, or 4 on StaticMNIST)
+    m_epochs: int | None = None  # M of Algorithm B.1 (None: 100 or 400, scaled)
+    base_run: str | None = None  # standard run whose q and p(x|z) post-hoc training reuses
+    train_limit: int | None = None  # only the first N training images
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
+        if self.eval_split not in SPLITS:
+            raise ValueError(f"unknown split {self.eval_split!r}: choose one of {SPLITS}")
+        for name in ("epochs", "batch_size", "eval_limit", "train_limit"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if self.checkpoint_every < 1 or self.eval_samples < 1:
+            raise ValueError("checkpoint_every and eval_samples must be >= 1")
+        if self.base_run is not None and self.strategy != "post-hoc":
+            raise ValueError("--base-run is only used by the post-hoc strategy")
+        self.phases()  # validates strategy / prior / I / M
+
+    @property
+    def effective_batch_size(self) -> int:
+        if self.batch_size is not None:
+            return self.batch_size
+        return 64 if self.model.model == "pixel" else 128
+
+    def phases(self) -> list[sch.Phase]:
+        return sch.build_schedule(
+            self.strategy,
+            self.dataset,
+            self.model.prior,
+            self.epochs,
+            iterations=self.iterations,
+            m_epochs=self.m_epochs,
+            skip_standard=self.base_run is not None,
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown train config keys {sorted(unknown)}: another version?")
+        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
+
+    def identity(self) -> dict:
+        """The fields a resumed run must share with the original (device may change)."""
+        d = self.to_dict()
+        d.pop("device")
+        return d

@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaeprior.reference.data import load_dataset
-
-SPLITS = ("train", "validation", "test")
+from vaeprior.reference.data import SPLITS, load_dataset
 
 
 @dataclass

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from vaeprior.fast.config import ModelConfig
-
-if TYPE_CHECKING:
-    from vaeprior.fast.models.vae import VAE
-    from vaeprior.fast.training.loop import TrainConfig
+from vaeprior.fast import backends
+from vaeprior.fast.config import ModelConfig, TrainConfig
+from vaeprior.fast.models.vae import VAE, build_vae
 
 FORMAT = "vaeprior-checkpoint-v1"
 CONFIG, METRICS, CHECKPOINT, BEST = "config.json", "metrics.jsonl", "checkpoint.pt", "best.pt"
@@ -92,21 +91,8 @@ def check_same_model(saved: dict, model: ModelConfig, source: str | Path) -> Non
         raise CheckpointError(f"{source} holds a different model: (saved, requested) {diff}")
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """'cpu', 'cuda' or None (cuda when available)."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r}: use cpu or cuda")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda requested but CUDA is not available: use --device cpu")
-    return torch.device(device)
-
-
 def load_run(run_dir: str | Path, device: str | None = None) -> tuple[VAE, TrainConfig]:
     """The trained model of a run (from checkpoint.pt, eval mode) and its TrainConfig."""
-    from vaeprior.fast.models.vae import build_vae
-    from vaeprior.fast.training.loop import TrainConfig  # train imports this module
 
     run_dir = Path(run_dir)
     cfg = TrainConfig.from_dict(read_json(run_dir / CONFIG))
@@ -114,4 +100,107 @@ def load_run(run_dir: str | Path, device: str | None = None) -> tuple[VAE, Train
     check_same_model(ckpt["config"]["model"], cfg.model, run_dir / CHECKPOINT)
     vae = build_vae(cfg.model)
     load_model_state(vae, ckpt["model"], run_dir / CHECKPOINT)
-    return vae.to(resolve_device(device)).eval(), cfg
+    return vae.to(backends.resolve_device(device)).eval(), cfg
+
+
+def check_run_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
+    """Refuse to overwrite another run; check that a resumed run has the same config."""
+    has_run = (out / CONFIG).exists()
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise CheckpointError(f"--resume: no checkpoint in {out}: start it without --resume")
+        saved = TrainConfig.from_dict(read_json(out / CONFIG)).identity()
+        if saved != cfg.identity():
+            diff = sorted(k for k in saved if saved[k] != cfg.identity().get(k))
+            raise CheckpointError(f"--resume: {out} holds a different run (differs in {diff})")
+        return
+    if has_run:
+        raise CheckpointError(
+            f"{out} already holds a run: pass --resume to continue it or choose another --out"
+        )
+
+
+def init_run_dir(cfg: TrainConfig, out: Path) -> None:
+    """Create the run directory with config.json and an empty metrics.jsonl."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg.to_dict(), out / CONFIG)
+    (out / METRICS).write_text("")
+
+
+def truncate_metrics(path: Path, epochs_done: int) -> None:
+    """Drop metric lines of epochs after the checkpoint (they are trained again)."""
+    if not path.exists():
+        return
+    keep = [
+        ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epochs_done
+    ]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def load_base(vae: VAE, cfg: TrainConfig) -> None:
+    """Copy q(z|x) and p(x|z) of a standard run into `vae` (post-hoc with --base-run)."""
+    base = Path(cfg.base_run)
+    try:
+        base_cfg = TrainConfig.from_dict(read_json(base / CONFIG))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"--base-run {base}: unreadable config ({e})") from None
+    if base_cfg.dataset != cfg.dataset:
+        raise CheckpointError(
+            f"--base-run {base} was trained on {base_cfg.dataset}, not {cfg.dataset}"
+        )
+    want = replace(cfg.model, prior=base_cfg.model.prior)
+    if cfg.model.posterior == "gaussian":
+        want = replace(want, flow_depth=base_cfg.model.flow_depth)
+    check_same_model(base_cfg.model.to_dict(), want, base / CONFIG)
+    state = load_checkpoint(base / CHECKPOINT)["model"]
+    keep = {k: v for k, v in state.items() if not k.startswith("prior_flow.")}
+    keep.update({k: v for k, v in vae.state_dict().items() if k.startswith("prior_flow.")})
+    load_model_state(vae, keep, base / CHECKPOINT)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(gen: torch.Generator, state: dict) -> None:
+    gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(out: Path, cfg: TrainConfig, vae: VAE, opt, gen, state: dict) -> None:
+    """checkpoint.pt: model, optimizer, RNG states and the loop's `state` (atomic)."""
+    atomic_save(
+        {
+            "format": FORMAT,
+            "config": cfg.to_dict(),
+            "model": vae.state_dict(),
+            "optimizer": opt.state_dict(),
+            "rng": _rng_state(gen),
+            "device": gen.device.type,
+            "state": state,
+        },
+        out / CHECKPOINT,
+    )
+
+
+def restore_checkpoint(out: Path, cfg: TrainConfig, vae: VAE, opt, gen) -> dict:
+    """Load checkpoint.pt into vae, opt and gen (checked); return the loop's saved state."""
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    check_same_model(ckpt["config"]["model"], cfg.model, out / CHECKPOINT)
+    load_model_state(vae, ckpt["model"], out / CHECKPOINT)
+    saved = ckpt.get("device", gen.device.type)
+    if saved != gen.device.type:
+        raise CheckpointError(
+            f"{out / CHECKPOINT} was trained on {saved}: resume it with --device {saved}"
+        )
+    try:
+        opt.load_state_dict(ckpt["optimizer"])
+        _set_rng_state(gen, ckpt["rng"])
+        return dict(ckpt["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint {out / CHECKPOINT} is incomplete ({e})") from None

@@ -41,6 +41,6 @@ class VAEConfig:
         if self.posterior not in POSTERIORS:
             raise ValueError(f"unknown posterior {self.posterior!r}: choose one of {POSTERIORS}")
         if self.flow_depth < 0:
-            raise ValueError(f"flow_depth must be >= 0, got {self.flow_depth}: use 0 for no flow")
+            raise ValueError(f"flow depth K must be >= 0, got {self.flow_depth}: use 0 for no flow")
         if min(self.x_dim, self.z_dim, self.hidden, self.flow_hidden) < 1:
             raise ValueError("x_dim, z_dim, hidden and flow_hidden must be positive")

@@ -319,8 +319,9 @@ def test_analyze_cli_on_trained_post_hoc_run(synthetic, tmp_path) -> None:
     from conftest import tiny_model
 
     from vaeprior.fast.cli import main
+    from vaeprior.fast.config import TrainConfig
     from vaeprior.fast.runs import load_run
-    from vaeprior.fast.training.loop import TrainConfig, train
+    from vaeprior.fast.training.loop import train
 
     std, ph = tmp_path / "std", tmp_path / "ph"
     common = {"dataset": "mnist", "epochs": 1, "eval_samples": 5, "device": "cpu"}

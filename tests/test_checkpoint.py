@@ -7,9 +7,10 @@ import torch
 from conftest import tiny_model
 
 import vaeprior.fast.runs as ck
+from vaeprior.fast.config import TrainConfig
 from vaeprior.fast.models.vae import build_vae
 from vaeprior.fast.runs import CheckpointError, atomic_save, load_checkpoint, load_run
-from vaeprior.fast.training.loop import TrainConfig, train
+from vaeprior.fast.training.loop import train
 
 
 def test_atomic_save_never_leaves_a_half_written_file(tmp_path, monkeypatch):

@@ -10,10 +10,11 @@ from conftest import tiny_model
 from torch.distributions import Bernoulli, Normal
 
 import vaeprior.fast.training.loop as ftrain
+from vaeprior.fast.config import TrainConfig
 from vaeprior.fast.evaluation.evaluate import evaluate
 from vaeprior.fast.models.vae import build_vae
 from vaeprior.fast.runs import load_checkpoint
-from vaeprior.fast.training.loop import TrainConfig, TrainingError, train
+from vaeprior.fast.training.loop import TrainingError, train
 from vaeprior.fast.training.objective import l2_penalty, reg_qz, training_loss
 
 

@@ -22,11 +22,11 @@ import time
 import torch
 
 from vaeprior.bench.gpu.report import emit
-from vaeprior.fast.config import ModelConfig
+from vaeprior.fast.config import ModelConfig, TrainConfig
 from vaeprior.fast.data import DeviceData, load_device_data
 from vaeprior.fast.models.vae import build_vae
 from vaeprior.fast.training import schedule as sch
-from vaeprior.fast.training.loop import TrainConfig, _run_epoch
+from vaeprior.fast.training.loop import _run_epoch
 
 PAPER_EPOCHS = 2400
 

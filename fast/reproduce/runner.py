@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from vaeprior.fast import backends
 from vaeprior.fast.reproduce.budgets import Budget
 from vaeprior.fast.reproduce.tables import ANALYSIS_METRICS, METRICS, Cell, RunSpec, Table
 from vaeprior.fast.runs import (
@@ -39,7 +40,6 @@ from vaeprior.fast.runs import (
     RESULTS,
     atomic_write_json,
     read_json,
-    resolve_device,
 )
 
 MANIFEST = "reproduce.json"
@@ -90,7 +90,7 @@ def train_config(
     base_run: str | None = None,
 ) -> Any:
     """The `TrainConfig` of one cell's run under `budget` (paper batch sizes, test split)."""
-    from vaeprior.fast.training.loop import TrainConfig
+    from vaeprior.fast.config import TrainConfig
 
     return TrainConfig(
         dataset=spec.dataset,
@@ -114,7 +114,7 @@ def _comparable(cfg: Any) -> dict:
 
 def _check_same_config(saved: Path, cfg: Any) -> None:
     """Refuse to resume or reuse a run directory that holds another configuration."""
-    from vaeprior.fast.training.loop import TrainConfig
+    from vaeprior.fast.config import TrainConfig
 
     try:
         have = TrainConfig.from_dict(read_json(saved))
@@ -151,7 +151,7 @@ def _default_train() -> TrainFn:
 
 def machine(device: str | None) -> dict:
     """CPU model, cores, GPU name (if the run used one), torch and Python versions."""
-    dev = resolve_device(device)
+    dev = backends.resolve_device(device)
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
     return {
         "cpu": _cpu_model(),

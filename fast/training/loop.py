@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from vaeprior.fast.config import DATASETS, ModelConfig
+from vaeprior.fast import backends, runs
+from vaeprior.fast.config import TrainConfig
 from vaeprior.fast.data import (
     DeviceData,
     epoch_batches,
@@ -30,19 +31,13 @@ from vaeprior.fast.evaluation.evaluate import active_units, evaluate, summary_li
 from vaeprior.fast.models.vae import VAE, build_vae
 from vaeprior.fast.runs import (
     BEST,
-    CHECKPOINT,
-    CONFIG,
     FORMAT,
     METRICS,
     RESULTS,
-    CheckpointError,
     atomic_save,
     atomic_write_json,
-    check_same_model,
     load_checkpoint,
     load_model_state,
-    read_json,
-    resolve_device,
 )
 from vaeprior.fast.training import schedule as sch
 from vaeprior.fast.training.objective import training_loss
@@ -55,157 +50,6 @@ class TrainingError(RuntimeError):
     """Training stopped (non-finite loss); the last good checkpoint is kept."""
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a run; saved as config.json."""
-
-    dataset: str
-    model: ModelConfig
-    strategy: str = "joint"
-    epochs: int | None = None  # None: the paper's 2400-epoch schedule
-    batch_size: int | None = None  # None: 128, or 64 for PixelVAE (Appendix B.3)
-    seed: int = 0
-    device: str | None = None  # "cpu" | "cuda" | None (auto)
-    data_dir: str | None = None
-    reg_qz: bool = False  # Reg[q(z)] of Appendix B.3
-    checkpoint_every: int = 1  # epochs
-    eval_samples: int = 1000
-    eval_limit: int | None = None
-    eval_split: str = "test"
-    iterations: int | None = None  # I of Algorithm B.1 (None: 16, or 4 on StaticMNIST)
-    m_epochs: int | None = None  # M of Algorithm B.1 (None: 100 or 400, scaled)
-    base_run: str | None = None  # standard run whose q and p(x|z) post-hoc training reuses
-    train_limit: int | None = None  # only the first N training images
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
-        if not isinstance(self.model, ModelConfig):
-            raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
-        if self.eval_split not in SPLITS:
-            raise ValueError(f"unknown split {self.eval_split!r}: choose one of {SPLITS}")
-        for name in ("epochs", "batch_size", "eval_limit", "train_limit"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if self.checkpoint_every < 1 or self.eval_samples < 1:
-            raise ValueError("checkpoint_every and eval_samples must be >= 1")
-        if self.base_run is not None and self.strategy != "post-hoc":
-            raise ValueError("--base-run is only used by the post-hoc strategy")
-        self.phases()  # validates strategy / prior / I / M
-
-    @property
-    def effective_batch_size(self) -> int:
-        if self.batch_size is not None:
-            return self.batch_size
-        return 64 if self.model.model == "pixel" else 128
-
-    def phases(self) -> list[sch.Phase]:
-        return sch.build_schedule(
-            self.strategy,
-            self.dataset,
-            self.model.prior,
-            self.epochs,
-            iterations=self.iterations,
-            m_epochs=self.m_epochs,
-            skip_standard=self.base_run is not None,
-        )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown train config keys {sorted(unknown)}: another version?")
-        return cls(**{**d, "model": ModelConfig.from_dict(d["model"])})
-
-    def identity(self) -> dict:
-        """The fields a resumed run must share with the original (device may change)."""
-        d = self.to_dict()
-        d.pop("device")
-        return d
-
-
-# ---- run directory ---------------------------------------------------------------------------
-
-
-def _check_dir(cfg: TrainConfig, out: Path, resume: bool) -> None:
-    """Refuse to overwrite another run; check that a resumed run has the same config."""
-    has_run = (out / CONFIG).exists()
-    if resume:
-        if not (out / CHECKPOINT).exists():
-            raise CheckpointError(f"--resume: no checkpoint in {out}: start it without --resume")
-        saved = TrainConfig.from_dict(read_json(out / CONFIG)).identity()
-        if saved != cfg.identity():
-            diff = sorted(k for k in saved if saved[k] != cfg.identity().get(k))
-            raise CheckpointError(f"--resume: {out} holds a different run (differs in {diff})")
-        return
-    if has_run:
-        raise CheckpointError(
-            f"{out} already holds a run: pass --resume to continue it or choose another --out"
-        )
-
-
-def _init_dir(cfg: TrainConfig, out: Path) -> None:
-    """Create the run directory with config.json and an empty metrics.jsonl."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg.to_dict(), out / CONFIG)
-    (out / METRICS).write_text("")
-
-
-def _truncate_metrics(path: Path, epochs_done: int) -> None:
-    """Drop metric lines of epochs after the checkpoint (they are trained again)."""
-    if not path.exists():
-        return
-    keep = [
-        ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["epoch"] <= epochs_done
-    ]
-    path.write_text("".join(ln + "\n" for ln in keep))
-
-
-def _load_base(vae: VAE, cfg: TrainConfig) -> None:
-    """Copy q(z|x) and p(x|z) of a standard run into `vae` (post-hoc with --base-run)."""
-    base = Path(cfg.base_run)
-    try:
-        base_cfg = TrainConfig.from_dict(read_json(base / CONFIG))
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"--base-run {base}: unreadable config ({e})") from None
-    if base_cfg.dataset != cfg.dataset:
-        raise CheckpointError(
-            f"--base-run {base} was trained on {base_cfg.dataset}, not {cfg.dataset}"
-        )
-    want = replace(cfg.model, prior=base_cfg.model.prior)
-    if cfg.model.posterior == "gaussian":
-        want = replace(want, flow_depth=base_cfg.model.flow_depth)
-    check_same_model(base_cfg.model.to_dict(), want, base / CONFIG)
-    state = load_checkpoint(base / CHECKPOINT)["model"]
-    keep = {k: v for k, v in state.items() if not k.startswith("prior_flow.")}
-    keep.update({k: v for k, v in vae.state_dict().items() if k.startswith("prior_flow.")})
-    load_model_state(vae, keep, base / CHECKPOINT)
-
-
-# ---- checkpoints -----------------------------------------------------------------------------
-
-
-def _rng_state(gen: torch.Generator) -> dict:
-    state = {"generator": gen.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(gen: torch.Generator, state: dict) -> None:
-    gen.set_state(state["generator"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 @dataclass
 class RunState:
     """Position in the schedule and early-stopping memory (saved in the checkpoint)."""
@@ -213,38 +57,6 @@ class RunState:
     epoch: int = 0  # epochs completed
     best: dict | None = None  # {"stage", "epoch", "nll"} of best.pt
     seconds: float = 0.0
-
-
-def _save(out: Path, cfg: TrainConfig, vae: VAE, opt, gen, st: RunState) -> None:
-    atomic_save(
-        {
-            "format": FORMAT,
-            "config": cfg.to_dict(),
-            "model": vae.state_dict(),
-            "optimizer": opt.state_dict(),
-            "rng": _rng_state(gen),
-            "device": gen.device.type,
-            "state": asdict(st),
-        },
-        out / CHECKPOINT,
-    )
-
-
-def _restore(out: Path, cfg: TrainConfig, vae: VAE, opt, gen) -> RunState:
-    ckpt = load_checkpoint(out / CHECKPOINT)
-    check_same_model(ckpt["config"]["model"], cfg.model, out / CHECKPOINT)
-    load_model_state(vae, ckpt["model"], out / CHECKPOINT)
-    saved = ckpt.get("device", gen.device.type)
-    if saved != gen.device.type:
-        raise CheckpointError(
-            f"{out / CHECKPOINT} was trained on {saved}: resume it with --device {saved}"
-        )
-    try:
-        opt.load_state_dict(ckpt["optimizer"])
-        _set_rng_state(gen, ckpt["rng"])
-        return RunState(**ckpt["state"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint {out / CHECKPOINT} is incomplete ({e})") from None
 
 
 # ---- one epoch -------------------------------------------------------------------------------
@@ -366,8 +178,8 @@ def train(
 ) -> dict:
     """Train `cfg` into run directory `out_dir`, evaluate, write and return results.json."""
     out = Path(out_dir)
-    device = resolve_device(cfg.device)
-    _check_dir(cfg, out, resume)
+    device = backends.resolve_device(cfg.device)
+    runs.check_run_dir(cfg, out, resume)
     phases = cfg.phases()
     early = sch.uses_early_stopping(cfg.dataset, cfg.model.model)
     data = load_device_data(
@@ -383,13 +195,13 @@ def train(
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     if resume:
-        st = _restore(out, cfg, vae, opt, gen)
-        _truncate_metrics(out / METRICS, st.epoch)
+        st = RunState(**runs.restore_checkpoint(out, cfg, vae, opt, gen))
+        runs.truncate_metrics(out / METRICS, st.epoch)
     else:
         st = RunState()
         if cfg.base_run is not None:
-            _load_base(vae, cfg)
-        _init_dir(cfg, out)
+            runs.load_base(vae, cfg)
+        runs.init_run_dir(cfg, out)
     _train_loop(out, cfg, vae, opt, gen, data, phases, st, early, progress)
     return _final_results(out, cfg, vae, data, st, progress)
 
@@ -419,7 +231,7 @@ def _train_loop(out, cfg, vae, opt, gen, data, phases, st: RunState, early: bool
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(line) + "\n")
             if st.epoch % cfg.checkpoint_every == 0 or st.epoch == total or pe + 1 == phase.epochs:
-                _save(out, cfg, vae, opt, gen, st)
+                runs.save_checkpoint(out, cfg, vae, opt, gen, asdict(st))
             _epoch_hook(st.epoch)
     finally:
         bar.close()

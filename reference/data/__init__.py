@@ -12,11 +12,12 @@ from .errors import DatasetError, DatasetFileMissingError
 from .idx import parse_idx, parse_idx_images, parse_idx_labels
 from .omniglot import parse_chardata
 from .paths import resolve_data_dir
-from .registry import DATASETS, SPECS, Dataset, DatasetSpec, load_dataset, split_validation
+from .registry import DATASETS, SPECS, SPLITS, Dataset, DatasetSpec, load_dataset, split_validation
 
 __all__ = [
     "DATASETS",
     "SPECS",
+    "SPLITS",
     "Dataset",
     "DatasetError",
     "DatasetFileMissingError",

@@ -26,6 +26,7 @@ from .paths import resolve_data_dir
 from .sources import AMAT_FILES, IDX_FILES
 
 DATASETS = ("mnist", "static-mnist", "fashion-mnist", "omniglot")
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True, eq=False)
