@@ -8,12 +8,8 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from vaeprior.fast.evaluation.evaluate import (
-    active_units,
-    counter_normal,
-    evaluate,
-    posterior_means,
-)
+from vaeprior.fast.evaluation.evaluate import evaluate
+from vaeprior.fast.evaluation.posterior import active_units, counter_normal, posterior_means
 from vaeprior.fast.models.distributions import log_mean_exp
 from vaeprior.fast.models.vae import build_vae
 
@@ -109,8 +105,8 @@ def test_active_units_gaussian_counts_dims_with_varying_means():
         vae.encoder.mean.weight[:2].mul_(50.0)
     var = vae.encode(x)[0].detach().var(0, unbiased=False)
     assert (var[:2] > 0.01).all() and (var[2:] == 0).all()
-    assert active_units(vae, x, samples=10) == 2
-    assert active_units(vae, x, samples=10, threshold=float(var[:2].max()) + 1) == 0
+    assert active_units(vae, x, samples=10)["count"] == 2
+    assert active_units(vae, x, samples=10, threshold=float(var[:2].max()) + 1)["count"] == 0
 
 
 def test_rnvp_posterior_means_converge_to_the_monte_carlo_mean():

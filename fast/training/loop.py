@@ -27,7 +27,8 @@ from vaeprior.fast.data import (
     num_batches,
     split_tensor,
 )
-from vaeprior.fast.evaluation.evaluate import active_units, evaluate, summary_line
+from vaeprior.fast.evaluation.evaluate import evaluate, summary_line
+from vaeprior.fast.evaluation.posterior import active_units
 from vaeprior.fast.models.vae import VAE, build_vae
 from vaeprior.fast.runs import (
     BEST,
@@ -245,7 +246,7 @@ def _final_results(
     x = split_tensor(data, cfg.eval_split, cfg.seed)[: cfg.eval_limit]
     res = evaluate(vae, x, samples=cfg.eval_samples)
     train_x = split_tensor(data, "train", cfg.seed)[: cfg.eval_limit]
-    res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)
+    res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)["count"]
     res.update(
         split=cfg.eval_split,
         epochs=st.epoch,
