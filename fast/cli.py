@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 # subcommands implemented elsewhere: module exposing add_arguments(parser) and run(args) -> int
 LAZY = {
     "analyze": (
-        "vaeprior.fast.analysis.analyses",
+        "vaeprior.fast.analysis.cli",
         "analyses of trained runs (paper's figures/tables)",
     ),
     "reproduce": ("vaeprior.fast.reproduce.cli", "reproduce the paper's tables"),
@@ -140,9 +140,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from vaeprior.fast.analysis.sample import sample_grid
+    from vaeprior.fast.analysis.samples import save_samples_png
 
-    sample_grid(args.run_dir, n=args.n, out=args.out, seed=args.seed, device=args.device)
+    save_samples_png(args.run_dir, n=args.n, out=args.out, seed=args.seed, device=args.device)
     print(f"wrote {args.out}")
     return 0
 

@@ -23,13 +23,15 @@ class DeviceData:
 
     train: torch.Tensor  # (N, 784) intensities in [0, 1]
     validation: torch.Tensor | None  # (Nv, 784) intensities, or None
-    test: torch.Tensor  # (Nt, 784) in {0, 1}, binarized once by the data layer
+    test: torch.Tensor  # (Nt, 784) uint8 in {0, 1}, binarized once by the data layer
     dynamic: bool  # re-binarize train/validation each epoch
 
 
 def to_device(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """A (N, 784) array (uint8 {0,1} or float intensities) as a float32 tensor on `device`."""
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
+    """A (N, 784) array on `device`: binarized uint8 images stay uint8 (4x smaller than float32;
+    evaluation converts each batch as it uses it), intensities become float32."""
+    dtype = torch.uint8 if a.dtype == np.uint8 else torch.float32
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype, device=device)
 
 
 def load_device_data(
@@ -72,12 +74,15 @@ def num_batches(n: int, batch_size: int) -> int:
 
 
 def fixed_binarization(x: torch.Tensor, seed: int, dynamic: bool) -> torch.Tensor:
-    """A reproducible binarization of train/validation rows for evaluation (seeded, not global)."""
+    """One reproducible binarization of train/validation rows (Appendix B.1), for evaluation and
+    the analyses: drawn on the CPU from a generator seeded with `seed`, so every device and every
+    caller (training's results.json, `vaeprior evaluate`, `vaeprior analyze`) sees the same
+    images. uint8 in {0, 1}, on x's device."""
     if not dynamic:
-        return x
-    g = torch.Generator(device=x.device)
-    g.manual_seed(seed)
-    return binarize(x, g)
+        return x if x.dtype == torch.uint8 else x.to(torch.uint8)
+    g = torch.Generator().manual_seed(seed)
+    xb = torch.bernoulli(x.detach().to("cpu", torch.float32), generator=g)
+    return xb.to(x.device, torch.uint8)
 
 
 def split_tensor(data: DeviceData, split: str, seed: int = 0) -> torch.Tensor:

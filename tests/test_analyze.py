@@ -11,8 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from vaeprior.fast.analysis import analyses as an
+from vaeprior.fast.analysis import (
+    aggregate_kl,
+    cli,
+    closest_pairs,
+    densities,
+    interpolation,
+    low_posterior,
+    metrics,
+    posterior_stats,
+    samples,
+)
 from vaeprior.fast.config import ModelConfig
+from vaeprior.fast.evaluation.posterior import active_units
 from vaeprior.fast.models.vae import build_vae
 from vaeprior.reference import analysis as ref
 from vaeprior.reference.distributions import gaussian_log_prob, log_mean_exp, unit_gaussian_log_prob
@@ -58,7 +69,7 @@ def test_posterior_log_prob_matrix_matches_posterior_sample(posterior: str) -> N
     with torch.no_grad():
         z, log_qz = vae.posterior_sample(x, torch.randn(1, 6, Z))
         mean, log_std = vae.encode(x)
-    mat = an.posterior_log_prob_matrix(vae, z[0], mean, log_std).numpy()  # (6, 6)
+    mat = densities.posterior_log_prob_matrix(vae, z[0], mean, log_std).numpy()  # (6, 6)
     np.testing.assert_allclose(np.diag(mat), log_qz[0].numpy(), rtol=1e-5, atol=1e-4)
     if posterior == "gaussian":
         full = ref.gaussian_log_prob_matrix(z[0].numpy(), mean.numpy(), log_std.numpy())
@@ -67,10 +78,10 @@ def test_posterior_log_prob_matrix_matches_posterior_sample(posterior: str) -> N
 
 def test_log_aggregate_posterior_streamed_equals_full() -> None:
     vae = _vae(posterior="rnvp")
-    mean, log_std = an.encode_all(vae, _x(23), batch=5)
+    mean, log_std = densities.encode_all(vae, _x(23), batch=5)
     z = torch.randn(17, Z)
-    full = an.posterior_log_prob_matrix(vae, z, torch.tensor(mean), torch.tensor(log_std))
-    got = an.log_aggregate_posterior(vae, z, mean, log_std, chunk_elems=7)
+    full = densities.posterior_log_prob_matrix(vae, z, torch.tensor(mean), torch.tensor(log_std))
+    got = densities.log_aggregate_posterior(vae, z, mean, log_std, chunk_elems=7)
     np.testing.assert_allclose(got, log_mean_exp(full.numpy(), axis=1), rtol=1e-6)
 
 
@@ -79,7 +90,7 @@ def test_posterior_stats_constant_encoder_and_total_variance() -> None:
     m, log_s = np.array([0.5, -1.0, 0.0, 2.0]), np.log([0.3, 1.0, 2.0, 0.5])
     _const_encoder(vae, m, log_s)
     n, s = 30, 2000
-    r = an.posterior_stats(vae, _x(n), samples=s)
+    r = posterior_stats.posterior_stats(vae, _x(n), samples=s)
     sd = np.exp(log_s)
     assert np.all(np.abs(r["mean"] - m) < 5 * sd / np.sqrt(n * s))
     np.testing.assert_allclose(r["var"], sd**2, rtol=5 * np.sqrt(2 / (n * s)))
@@ -87,8 +98,8 @@ def test_posterior_stats_constant_encoder_and_total_variance() -> None:
     # Random encoder: law of total variance, Var = Var_x(mu) + E_x sigma^2.
     vae = _vae(seed=1)
     x = _x(40, seed=1)
-    mu, ls = an.encode_all(vae, x)
-    r = an.posterior_stats(vae, x, samples=s)
+    mu, ls = densities.encode_all(vae, x)
+    r = posterior_stats.posterior_stats(vae, x, samples=s)
     np.testing.assert_allclose(r["mean"], mu.mean(0), atol=5 * np.exp(ls).max() / np.sqrt(40 * s))
     np.testing.assert_allclose(r["var"], mu.var(0) + np.exp(2 * ls).mean(0), rtol=0.05)
 
@@ -99,8 +110,8 @@ def test_active_units_counts_dimensions_that_vary_with_x() -> None:
     with torch.no_grad():  # dims 0 and 1 follow the encoder trunk; 2 and 3 stay constant
         vae.encoder.mean.weight[:2] = 3.0 * torch.randn(2, 16)
     x = _x(50)
-    mu, _ = an.encode_all(vae, x)
-    r = an.active_units(vae, x, samples=1000)
+    mu, _ = densities.encode_all(vae, x)
+    r = active_units(vae, x, samples=1000)
     expected = mu.var(0)  # exact Var_x of E_q[z|x] (= the Gaussian mean)
     assert r["count"] == 2 and expected[0] > 0.1 and expected[1] > 0.1
     np.testing.assert_allclose(r["variances"], expected, rtol=1e-5, atol=1e-12)
@@ -109,7 +120,7 @@ def test_active_units_counts_dimensions_that_vary_with_x() -> None:
 def test_active_units_flow_posterior_uses_sampled_means() -> None:
     vae = _vae(posterior="rnvp")
     x = _x(20)
-    r = an.active_units(vae, x, samples=3000)
+    r = active_units(vae, x, samples=3000)
     with torch.no_grad():  # independent Monte Carlo estimate of E_q[z|x]
         xt = torch.as_tensor(x, dtype=torch.float32)
         z, _ = vae.posterior_sample(
@@ -122,8 +133,8 @@ def test_active_units_flow_posterior_uses_sampled_means() -> None:
 def test_closest_pairs_brute_force_and_closed_form_std() -> None:
     vae = _vae()
     x = _x(30)
-    r = an.closest_pairs(vae, x, samples=4000)
-    mu, log_std = an.encode_all(vae, x)
+    r = closest_pairs.closest_pairs(vae, x, samples=4000)
+    mu, log_std = densities.encode_all(vae, x)
     d = np.linalg.norm(mu[:, None] - mu[None], axis=-1)
     np.fill_diagonal(d, np.inf)
     np.testing.assert_array_equal(r["neighbour"], d.argmin(1))
@@ -143,7 +154,7 @@ def test_closest_pairs_brute_force_and_closed_form_std() -> None:
 
 def test_closest_pairs_flow_posterior_uses_sampled_centres() -> None:
     vae = _vae(posterior="rnvp")
-    r = an.closest_pairs(vae, _x(12), samples=200)
+    r = closest_pairs.closest_pairs(vae, _x(12), samples=200)
     assert "std_ij_exact" not in r
     assert np.all(r["neighbour"] != np.arange(12))
     assert np.all(np.isfinite(r["normalized_distance"])) and np.all(r["std_ij"] > 0)
@@ -153,7 +164,7 @@ def test_low_posterior_selects_true_lowest_under_known_q() -> None:
     vae = _vae()
     m, log_s = np.array([1.0, -0.5, 0.0, 0.3]), np.log([0.4, 0.6, 1.0, 0.2])
     _const_encoder(vae, m, log_s)  # q(z) = N(m, s^2) exactly
-    r = an.low_posterior(vae, _x(15), n_prior=500, keep=20, samples=50)
+    r = low_posterior.low_posterior(vae, _x(15), n_prior=500, keep=20, samples=50)
     exact = gaussian_log_prob(r["z_all"], m, log_s)
     np.testing.assert_allclose(r["log_qz_all"], exact, rtol=1e-5)
     np.testing.assert_array_equal(r["index"], np.argsort(exact)[:20])
@@ -164,7 +175,7 @@ def test_low_posterior_selects_true_lowest_under_known_q() -> None:
     # post-hoc: z from the base, both models scored on the same z and x
     run = _vae(prior="rnvp", seed=3)
     _const_encoder(run, m, log_s)
-    r2 = an.low_posterior(run, _x(15), base=vae, n_prior=500, keep=20, samples=50)
+    r2 = low_posterior.low_posterior(run, _x(15), base=vae, n_prior=500, keep=20, samples=50)
     np.testing.assert_allclose(
         r2["models"]["base"]["log_pz"], unit_gaussian_log_prob(r2["z"]), rtol=1e-5
     )
@@ -178,7 +189,7 @@ def test_aggregate_kl_constant_posterior_matches_gaussian_kl() -> None:
     m, log_s = np.array([0.5, -1.0, 0.2, 1.5]), np.log([0.3, 1.2, 0.8, 0.5])
     _const_encoder(vae, m, log_s)
     intensities = np.random.default_rng(0).random((20, 784)).astype(np.float32)
-    r = an.aggregate_kl(vae, intensities, n_x=2, n_z=200, chunk_elems=1000)
+    r = aggregate_kl.aggregate_kl(vae, intensities, n_x=2, n_z=200, chunk_elems=1000)
     s2 = np.exp(2 * log_s)
     exact = float(np.sum(-log_s + 0.5 * (s2 + m**2) - 0.5))  # KL[N(m, s^2) || N(0, I)]
     assert 0 < r["stderr"] < 0.05
@@ -189,7 +200,7 @@ def test_aggregate_kl_constant_posterior_matches_gaussian_kl() -> None:
 def test_sample_grid_and_nearest_training_image() -> None:
     vae = _vae(prior="rnvp")
     train = np.random.default_rng(1).random((40, 784))
-    r = an.sample_grid(vae, train, rows=3, cols=4, seed=5)
+    r = samples.samples_figure(vae, train, rows=3, cols=4, seed=5)
     g = torch.Generator().manual_seed(5)
     with torch.no_grad():
         z = vae.prior_sample(9, generator=g)
@@ -203,9 +214,9 @@ def test_sample_grid_and_nearest_training_image() -> None:
 def test_interpolation_endpoints_and_log_prior() -> None:
     vae = _vae(prior="rnvp")
     xa, xb = _x(2, seed=1), _x(2, seed=2)
-    r = an.interpolation(vae, xa, xb, steps=3)
-    mu_a, _ = an.encode_all(vae, xa)
-    mu_b, _ = an.encode_all(vae, xb)
+    r = interpolation.interpolation(vae, xa, xb, steps=3)
+    mu_a, _ = densities.encode_all(vae, xa)
+    mu_b, _ = densities.encode_all(vae, xb)
     np.testing.assert_allclose(r["z"][:, 0], mu_a, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r["z"][:, -1], mu_b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(r["z"][:, 1], (mu_a + mu_b) / 2, rtol=1e-5, atol=1e-6)
@@ -231,16 +242,16 @@ def test_metrics_paper_column_order(monkeypatch: pytest.MonkeyPatch) -> None:
         }
 
     monkeypatch.setattr(ev, "evaluate_run", fake)
-    r = an.metrics("somewhere", samples=3)
+    r = metrics.metrics("somewhere", samples=3)
     assert list(r)[:4] == ["elbo", "recon", "kl", "klzx"]
     assert (r["elbo"], r["recon"], r["kl"], r["klzx"], r["samples"]) == (-95.0, -70.0, 25.0, 5.0, 3)
 
 
 def test_parse_what() -> None:
-    assert an.parse_what("samples, metrics,samples") == ["samples", "metrics"]
-    assert an.parse_what("all") == list(an.ANALYSES)
+    assert cli.parse_what("samples, metrics,samples") == ["samples", "metrics"]
+    assert cli.parse_what("all") == list(cli.ANALYSES)
     with pytest.raises(ValueError, match="unknown analysis"):
-        an.parse_what("samples,nope")
+        cli.parse_what("samples,nope")
 
 
 def test_plots_need_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
@@ -251,24 +262,24 @@ def test_plots_need_matplotlib(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Non
         plots.plot_active_units(np.ones(3), 0.01, tmp_path / "a.png")
     # the CLI refuses up front (before loading the run), as a one-line ValueError
     parser = argparse.ArgumentParser()
-    an.add_arguments(parser)
+    cli.add_arguments(parser)
     args = parser.parse_args([str(tmp_path / "missing"), "--what", "samples"])
     with pytest.raises(ValueError, match=r"vaeprior\[plot\]"):
-        an.run(args)
+        cli.run(args)
 
 
 def test_cli_run_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     vae = _vae(prior="rnvp")
     rng = np.random.default_rng(0)
     ds = SimpleNamespace(train=rng.random((30, 784)).astype(np.float32), test=_x(12), dynamic=True)
-    cfg = SimpleNamespace(dataset="mnist", data_dir=None, base_run=None)
+    cfg = SimpleNamespace(dataset="mnist", data_dir=None, base_run=None, seed=0)
     import vaeprior.fast.runs as ck
 
     monkeypatch.setattr(ck, "load_run", lambda run_dir, device=None: (vae, cfg))
-    monkeypatch.setattr(an._Data, "_load", lambda self: ds)
+    monkeypatch.setattr(cli.AnalysisData, "_load", lambda self: ds)
     parser = argparse.ArgumentParser()
-    an.add_arguments(parser)
-    names = [n for n in an.ANALYSES if n != "metrics"]
+    cli.add_arguments(parser)
+    names = [n for n in cli.ANALYSES if n != "metrics"]
     args = parser.parse_args(
         [
             str(tmp_path / "run"),
@@ -293,17 +304,17 @@ def test_cli_run_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path) 
             "--no-progress",
         ]
     )
-    assert an.run(args) == 0
+    assert cli.run(args) == 0
     out = tmp_path / "o"
     for name in names:
         assert json.loads((out / f"{name}.json").read_text())
     for name in ("active-units", "closest-pairs", "samples", "interpolation", "low-posterior"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     au = json.loads((out / "active-units.json").read_text())
-    x = ds.train[:20]
-    from vaeprior.reference.data import binarize
+    from vaeprior.fast.data import fixed_binarization
 
-    direct = an.active_units(vae, binarize(x, np.random.default_rng(0)), samples=20)
+    x = fixed_binarization(torch.as_tensor(ds.train), cfg.seed, dynamic=True)[:20]
+    direct = active_units(vae, x, samples=20)
     np.testing.assert_allclose(au["variances"], direct["variances"], rtol=1e-9)
     assert au["count"] == direct["count"] and au["n"] == 20
     ps = json.loads((out / "posterior-stats.json").read_text())
@@ -358,3 +369,25 @@ def test_analyze_cli_on_trained_post_hoc_run(synthetic, tmp_path) -> None:
     assert m["elbo"] == pytest.approx(m["recon"] - m["kl"]) and m["n"] == 40
     assert json.loads((out / "posterior-stats.json").read_text())["n"] == 40
     assert (out / "low-posterior.png").stat().st_size > 0
+
+
+def test_analyses_and_training_see_the_same_training_images(synthetic) -> None:
+    """analyze's train_binary is the binarization results.json's active units are counted on."""
+    from vaeprior.fast.data import load_device_data, split_tensor
+
+    for dynamic in (True, False):
+        synthetic(dynamic=dynamic)
+        cfg = SimpleNamespace(dataset="mnist", data_dir=None, seed=3)
+        data = load_device_data("mnist", None, "cpu")
+        for limit in (None, 50):
+            expected = split_tensor(data, "train", cfg.seed)[:limit]
+            got = cli.AnalysisData(cfg, limit).train_binary
+            assert got.dtype == np.uint8 and expected.dtype == torch.uint8
+            np.testing.assert_array_equal(got, expected.numpy())
+        assert (
+            not np.array_equal(
+                cli.AnalysisData(cfg, None).train_binary,
+                cli.AnalysisData(SimpleNamespace(**{**vars(cfg), "seed": 4}), None).train_binary,
+            )
+            or not dynamic
+        )

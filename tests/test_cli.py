@@ -56,7 +56,7 @@ def test_train_evaluate_sample(synthetic, tmp_path, capsys):
     assert main(["sample", str(run), "--n", "6", "--out", str(tmp_path / "g.png")]) == 0
     import matplotlib.pyplot as plt
 
-    from vaeprior.fast.analysis.sample import sample_images
+    from vaeprior.fast.analysis.samples import sample_images
     from vaeprior.fast.runs import load_run
 
     img = plt.imread(tmp_path / "g.png")

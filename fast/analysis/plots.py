@@ -46,6 +46,11 @@ def tile(images: np.ndarray, pad: int = 1) -> np.ndarray:
     return out
 
 
+def save_image(image: np.ndarray, path: str | Path) -> None:
+    """A grey-scale image with values in [0, 1] as a PNG, one pixel per value."""
+    _pyplot().imsave(path, image, cmap="gray", vmin=0.0, vmax=1.0)
+
+
 def _save(fig: Any, path: str | Path) -> None:
     fig.savefig(path, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)

@@ -112,6 +112,7 @@ def posterior_chunks(
     if samples < 1 or batch_size < 1:
         raise ValueError(f"samples and batch_size must be >= 1, got {samples}, {batch_size}")
     p = next(vae.parameters())
+    x = torch.as_tensor(x)  # NumPy arrays too
     for r0 in range(0, x.shape[0], batch_size):
         xb = x[r0 : r0 + batch_size].to(p.device, p.dtype)
         nb = xb.shape[0]
@@ -135,6 +136,7 @@ def posterior_means(
     vae.eval()
     try:
         p = next(vae.parameters())
+        x = torch.as_tensor(x)
         if vae.posterior_flow is None:
             return torch.cat(
                 [

@@ -218,7 +218,7 @@ def ensure_posterior_stats(rep: Reproduction, run_dir: Path) -> dict:
     path = run_dir / POSTERIOR_STATS
     if path.exists():
         return read_json(path)
-    from vaeprior.fast.analysis.analyses import posterior_stats
+    from vaeprior.fast.analysis.posterior_stats import posterior_stats
     from vaeprior.fast.data import load_device_data, split_tensor
     from vaeprior.fast.runs import load_run
 

@@ -22,7 +22,7 @@ from vaeprior.fast.config import DATASETS, MODELS, ModelConfig
 from vaeprior.fast.training.schedule import STRATEGIES
 
 # Metrics of a run: results.json keys of `vaeprior.fast.training.loop.train` (Appendix B.3),
-# plus the Table B.1 posterior moments of `vaeprior.fast.analysis.analyses.posterior_stats`.
+# plus the Table B.1 posterior moments of `vaeprior.fast.analysis.posterior_stats`.
 RESULT_METRICS = {
     "nll": "NLL",
     "elbo": "elbo",
