@@ -204,3 +204,10 @@ def restore_checkpoint(out: Path, cfg: TrainConfig, vae: VAE, opt, gen) -> dict:
         return dict(ckpt["state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint {out / CHECKPOINT} is incomplete ({e})") from None
+
+
+def run_status(run_dir: Path) -> str:
+    """'finished' (results.json), 'partial' (a checkpoint to resume) or 'missing'."""
+    if (run_dir / RESULTS).exists():
+        return "finished"
+    return "partial" if (run_dir / CHECKPOINT).exists() else "missing"

@@ -20,13 +20,8 @@ import pytest
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.reproduce import runner as rr
 from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
-from vaeprior.fast.reproduce.tables import (
-    METRICS,
-    TABLES,
-    RunSpec,
-    get_table,
-    normalize_key,
-)
+from vaeprior.fast.reproduce.specs import METRICS, RunSpec
+from vaeprior.fast.reproduce.tables import TABLES, get_table, normalize_key
 
 PAIRS = [("1", "B.3"), ("2", "B.5"), ("3", "B.4"), ("4", "B.10"), ("5", "B.6"), ("6", "B.7")]
 PAIRS += [("7", "B.13")]

@@ -1,4 +1,4 @@
-"""Declarative descriptions of the paper's experiment tables (Section 5, Appendices B.3, B.6, B.8).
+"""The paper's experiment tables (Section 5, Appendices B.3, B.6, B.8), value by value.
 
 Every cell names the run that produces it (`RunSpec`: dataset, architecture, prior, posterior,
 flow depth K, training strategy, Reg[q(z)]), the metric read from that run, and the paper's value
@@ -6,243 +6,27 @@ flow depth K, training strategy, Reg[q(z)]), the metric read from that run, and 
 by grid in the paper's own orientation from the text extract; tables printed twice (Table 1 and
 B.3, 2 and B.5, 3 and B.4, 4 and B.10, 5 and B.6, 6 and B.7, 7 and B.13) are transcribed
 separately, so the tests can cross-check them, and the identities elbo = recons − kl and
-NLL = −elbo − klz|x check the metric tables. Every value could be read; a cell whose value
-could not would carry `paper=None` and a note.
-
-Cells of different tables that need the same training run share it (same `RunSpec.run_id`).
+NLL = −elbo − klz|x check the metric tables. The vocabulary (RunSpec, Cell, Table, `grid`) is
+`vaeprior.fast.reproduce.specs`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-
-from vaeprior.fast.config import DATASETS, MODELS, ModelConfig
-from vaeprior.fast.training.schedule import STRATEGIES
-
-# Metrics of a run: results.json keys of `vaeprior.fast.training.loop.train` (Appendix B.3),
-# plus the Table B.1 posterior moments of `vaeprior.fast.analysis.posterior_stats`.
-RESULT_METRICS = {
-    "nll": "NLL",
-    "elbo": "elbo",
-    "recon": "recons",
-    "kl": "kl",
-    "klzx": "klz|x",
-    "active_units": "au",
-}
-ANALYSIS_METRICS = {"z_mean": "Avg. Mean[z_k]", "z_var": "Avg. Var[z_k]"}
-METRICS = {**RESULT_METRICS, **ANALYSIS_METRICS}
-
-DATASET_LABELS = {
-    "static-mnist": "StaticMNIST",
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "omniglot": "Omniglot",
-}
-MODEL_LABELS = {"dense": "DenseVAE", "conv": "ConvVAE", "resnet": "ResnetVAE", "pixel": "PixelVAE"}
-PAPER_K = 20  # flow depth of every table except Table 2 / B.5 and the K = 50 rows
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run (all seeds share it), canonicalised so equal models get equal ids.
-
-    A flow of depth K = 0 is the identity, so K = 0 means "standard" (Table 2's K = 0 column
-    is the standard VAE, value for value); without an RNVP the depth is stored as 0.
-    """
-
-    dataset: str
-    model: str
-    prior: str = "gaussian"
-    posterior: str = "gaussian"
-    flow_depth: int = PAPER_K
-    strategy: str = "joint"
-    reg_qz: bool = False
-
-    def __post_init__(self) -> None:
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {DATASETS}")
-        if self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}: choose one of {STRATEGIES}")
-        if self.flow_depth == 0:
-            object.__setattr__(self, "prior", "gaussian")
-            object.__setattr__(self, "posterior", "gaussian")
-        if "rnvp" not in (self.prior, self.posterior):
-            object.__setattr__(self, "flow_depth", 0)
-        if self.strategy != "joint" and self.prior != "rnvp":
-            raise ValueError(f"strategy {self.strategy!r} trains an RNVP prior: set prior='rnvp'")
-        self.model_config()  # validates prior / posterior / depth
-
-    @property
-    def run_id(self) -> str:
-        """Folder name under DIR/runs, e.g. 'dense-mnist-p20', 'resnet-mnist-p20-post-hoc'."""
-        flows = ("p" if self.prior == "rnvp" else "") + ("q" if self.posterior == "rnvp" else "")
-        parts = [self.model, self.dataset, f"{flows}{self.flow_depth}" if flows else "standard"]
-        if self.strategy != "joint":
-            parts.append(self.strategy)
-        if self.reg_qz:
-            parts.append("regqz")
-        return "-".join(parts)
-
-    def model_config(self) -> ModelConfig:
-        """The architecture of Appendix B.2 (latent size by dataset)."""
-        return ModelConfig.for_dataset(
-            self.dataset,
-            model=self.model,
-            prior=self.prior,
-            posterior=self.posterior,
-            flow_depth=self.flow_depth,
-        )
-
-    def base(self) -> RunSpec | None:
-        """Post-hoc training fits the prior onto a trained standard VAE (Appendix B.3)."""
-        if self.strategy != "post-hoc":
-            return None
-        return RunSpec(self.dataset, self.model, posterior=self.posterior, flow_depth=0)
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One number of a paper table: the run that produces it and the paper's value."""
-
-    row: str
-    column: str
-    metric: str
-    run: RunSpec
-    paper: float | None
-    paper_std: float | None = None
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        """'row/column/metric', e.g. 'MNIST/DenseVAE standard/NLL' (matched by --cells)."""
-        return f"{self.row}/{self.column}/{METRICS[self.metric]}"
-
-
-@dataclass(frozen=True)
-class Table:
-    """A paper table: its cells, plus literature rows printed for context (never run)."""
-
-    key: str
-    title: str
-    cells: tuple[Cell, ...]
-    notes: tuple[str, ...] = ()
-    references: tuple[tuple[str, str, float], ...] = ()  # (dataset label, model, NLL)
-
-    def runs(self) -> list[RunSpec]:
-        """Distinct runs of the cells, base runs (post-hoc) first, in first-use order."""
-        out: list[RunSpec] = []
-        for cell in self.cells:
-            for spec in (cell.run.base(), cell.run):
-                if spec is not None and spec not in out:
-                    out.append(spec)
-        return out
-
-    def select(self, patterns: Sequence[str] | None) -> Table:
-        """The cells whose key matches one of the shell-style `patterns` (case-insensitive)."""
-        if not patterns:
-            return self
-        pats = [p.strip().lower() for p in patterns if p.strip()]
-        cells = tuple(
-            c for c in self.cells if any(fnmatch.fnmatchcase(c.key.lower(), p) for p in pats)
-        )
-        if not cells:
-            raise ValueError(
-                f"--cells {','.join(patterns)} matches no cell of table {self.key}: "
-                f"keys look like {self.cells[0].key!r} (use --dry-run to list them)"
-            )
-        return replace(self, cells=cells)
-
-
-# ---- grids in the paper's layout ------------------------------------------------------------
-
-Axis = tuple[str, dict]  # (label printed in the paper, RunSpec fields and/or metric)
-
-DS: list[Axis] = [(label, {"dataset": ds}) for ds, label in DATASET_LABELS.items()]
-VARIANTS = {
-    "standard": {},
-    "RNVP q(z|x)": {"posterior": "rnvp"},
-    "RNVP p(z)": {"prior": "rnvp"},
-    "both": {"prior": "rnvp", "posterior": "rnvp"},
-}
-
-
-def variants(model: str, names: Iterable[str]) -> list[Axis]:
-    """Axis of prior/posterior variants of one architecture, K = 20."""
-    return [(f"{MODEL_LABELS[model]} {n}", {"model": model, **VARIANTS[n]}) for n in names]
-
-
-def metric_axis(*metrics: str) -> list[Axis]:
-    return [(METRICS[m], {"metric": m}) for m in metrics]
-
-
-def _value(text: str) -> tuple[float | None, float | None]:
-    """'88.84' -> (88.84, None); '88.84±0.05' -> (88.84, 0.05); '?' -> (None, None)."""
-    if text == "?":
-        return None, None
-    mean, _, std = text.partition("±")
-    return float(mean), (float(std) if std else None)
-
-
-def grid(
-    rows: Sequence[Axis],
-    cols: Sequence[Axis],
-    text: str,
-    *,
-    fixed: Axis = ("", {}),
-    notes: dict[str, str] | None = None,
-) -> list[Cell]:
-    """Cells of one printed grid; `text` has one line 'row label: v v ...' per row.
-
-    The dataset's label becomes the cell's row, the metric comes from a metric axis (default
-    NLL), and every other label (fixed, row, column) joins into the cell's column label.
-    `notes` maps a cell key to a note (e.g. why its value is None).
-    """
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    if len(lines) != len(rows):
-        raise ValueError(f"grid has {len(lines)} lines for {len(rows)} rows")
-    cells = []
-    for (rlabel, rfields), line in zip(rows, lines, strict=True):
-        head, _, values = line.partition(":")
-        if head.strip() != rlabel:
-            raise ValueError(f"grid line {line!r} should start with {rlabel!r}:")
-        vals = values.split()
-        if len(vals) != len(cols):
-            raise ValueError(f"grid line {line!r} has {len(vals)} values for {len(cols)} columns")
-        for (clabel, cfields), v in zip(cols, vals, strict=True):
-            cells.append(_cell([fixed, (rlabel, rfields), (clabel, cfields)], v, notes or {}))
-    return cells
-
-
-def _cell(axes: list[Axis], value: str, notes: dict[str, str]) -> Cell:
-    fields_: dict = {}
-    row, column = "", []
-    for label, f in axes:
-        fields_.update(f)
-        if "dataset" in f:
-            row = label
-        elif label and set(f) != {"metric"}:
-            column.append(label)
-    metric = fields_.pop("metric", "nll")
-    paper, std = _value(value)
-    cell = Cell(row, " ".join(column), metric, RunSpec(**fields_), paper, std)
-    return replace(cell, note=notes.get(cell.key, ""))
-
-
-def _table(key: str, title: str, *grids: list[Cell], **kw) -> Table:
-    cells = tuple(c for g in grids for c in g)
-    keys = [c.key for c in cells]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"table {key}: duplicate cell keys")
-    return Table(key, title, cells, **kw)
-
+from vaeprior.fast.reproduce.specs import (
+    DATASET_LABELS,
+    DS,
+    MODEL_LABELS,
+    THREE,
+    Axis,
+    Table,
+    grid,
+    metric_grid,
+    variants,
+)
+from vaeprior.fast.reproduce.specs import table as _table
 
 # ---- the tables ------------------------------------------------------------------------------
 
-THREE = ("standard", "RNVP q(z|x)", "RNVP p(z)")
 DEPTHS = (0, 1, 2, 5, 10, 20, 30, 50)
 STRATEGY_COLS: list[Axis] = [
     ("joint", {"model": "resnet", "prior": "rnvp"}),
@@ -257,7 +41,6 @@ K50: dict[str, Axis] = {
     )
     for m in ("conv", "resnet", "pixel")
 }
-ELBO_METRICS = metric_axis("elbo", "recon", "kl", "klzx")
 NO_STD = "Main-text table: the paper prints means only (stds are in its appendix twin)."
 KEEP_PAPER = "Reproduced with the same configuration as the paper's (3 runs in the paper)."
 
@@ -454,7 +237,7 @@ def _table7() -> Table:
     return _table(
         "7",
         "Average test elbo, recons, kl and klz|x of ResnetVAE, standard vs RNVP p(z), K = 20",
-        _metric_grid(
+        metric_grid(
             "resnet",
             "standard",
             """
@@ -464,7 +247,7 @@ def _table7() -> Table:
             Omniglot:     -104.87 -66.98  37.89 7.88
             """,
         ),
-        _metric_grid(
+        metric_grid(
             "resnet",
             "RNVP p(z)",
             """
@@ -475,101 +258,6 @@ def _table7() -> Table:
             """,
         ),
     )
-
-
-def _metric_grid(model: str, variant: str, text: str) -> list[Cell]:
-    ((label, f),) = variants(model, (variant,))
-    return grid(DS, ELBO_METRICS, text, fixed=(label, f))
-
-
-METRIC_TEXT = {  # Tables B.11-B.14: (standard, RNVP q(z|x), RNVP p(z)) grids
-    "dense": (
-        """
-        StaticMNIST:  -94.53  -65.54  29.00 5.69
-        MNIST:        -88.19  -62.04  26.16 3.71
-        FashionMNIST: -230.81 -211.71 19.11 2.22
-        Omniglot:     -113.59 -78.25  35.33 7.17
-        """,
-        """
-        StaticMNIST:  -90.78  -62.55  28.23 4.71
-        MNIST:        -85.15  -58.83  26.31 2.62
-        FashionMNIST: -229.53 -210.35 19.18 1.75
-        Omniglot:     -108.54 -73.71  34.83 5.57
-        """,
-        """
-        StaticMNIST:  -88.87  -63.35  25.52 4.00
-        MNIST:        -82.57  -55.99  26.58 2.14
-        FashionMNIST: -227.72 -208.13 19.59 1.61
-        Omniglot:     -107.99 -73.10  34.89 5.80
-        """,
-    ),
-    "conv": (
-        """
-        StaticMNIST:  -88.15  -60.34  27.81 4.51
-        MNIST:        -85.89  -58.97  26.92 3.75
-        FashionMNIST: -230.43 -210.24 20.18 2.92
-        Omniglot:     -104.70 -66.00  38.70 6.83
-        """,
-        """
-        StaticMNIST:  -83.92  -56.67  27.25 2.82
-        MNIST:        -82.46  -56.08  26.38 2.37
-        FashionMNIST: -228.20 -207.33 20.88 2.18
-        Omniglot:     -99.92  -62.48  37.44 5.02
-        """,
-        """
-        StaticMNIST:  -82.91  -54.01  28.90 2.86
-        MNIST:        -80.42  -53.33  27.09 1.75
-        FashionMNIST: -226.65 -204.93 21.72 2.00
-        Omniglot:     -98.59  -59.07  39.51 4.91
-        """,
-    ),
-    "resnet": (
-        """
-        StaticMNIST:  -87.61  -60.09  27.52 4.67
-        MNIST:        -84.62  -58.70  25.92 3.55
-        FashionMNIST: -228.91 -208.94 19.96 2.74
-        Omniglot:     -104.87 -66.98  37.89 7.88
-        """,
-        """
-        StaticMNIST:  -84.72  -58.10  26.63 3.75
-        MNIST:        -81.95  -56.15  25.80 2.42
-        FashionMNIST: -227.16 -206.61 20.54 2.14
-        Omniglot:     -100.30 -63.34  36.96 6.00
-        """,
-        """
-        StaticMNIST:  -82.85  -54.32  28.54 2.87
-        MNIST:        -80.34  -53.64  26.70 1.76
-        FashionMNIST: -225.97 -204.66 21.31 1.88
-        Omniglot:     -99.60  -61.21  38.39 5.99
-        """,
-    ),
-    "pixel": (
-        """
-        StaticMNIST:  -81.06  -69.02  12.03 1.59
-        MNIST:        -79.88  -68.73  11.15 1.24
-        FashionMNIST: -225.60 -214.15 11.45 1.38
-        Omniglot:     -91.58  -82.80  8.78  1.75
-        """,
-        """
-        StaticMNIST:  -80.65  -67.91  12.75 1.57
-        MNIST:        -79.59  -68.17  11.42 1.18
-        FashionMNIST: -225.05 -213.41 11.64 1.24
-        Omniglot:     -91.26  -83.17  8.10  1.57
-        """,
-        """
-        StaticMNIST:  -80.60  -62.22  18.38 1.68
-        MNIST:        -79.28  -64.41  14.87 1.13
-        FashionMNIST: -224.65 -210.16 14.49 1.26
-        Omniglot:     -91.78  -79.70  12.07 2.16
-        """,
-    ),
-}
-
-
-def _metrics_table(key: str, model: str) -> Table:
-    grids = [_metric_grid(model, v, t) for v, t in zip(THREE, METRIC_TEXT[model], strict=True)]
-    title = f"Average test elbo, recons, kl and klz|x of {MODEL_LABELS[model]}, K = 20"
-    return _table(key, title, *grids)
 
 
 REG_NOTE = (
@@ -632,34 +320,9 @@ def _table9() -> Table:
     )
 
 
-def _table_b1() -> Table:
-    reg = {"model": "resnet", "prior": "rnvp", "reg_qz": True}
-    unreg = {"model": "resnet", "prior": "rnvp"}
-    cols = [
-        ("regularized", {**reg, "metric": "z_mean"}),
-        ("regularized", {**reg, "metric": "z_var"}),
-        ("un-regularized", {**unreg, "metric": "z_mean"}),
-        ("un-regularized", {**unreg, "metric": "z_var"}),
-    ]
-    return _table(
-        "B.1",
-        "Average Mean[z_k] and Var[z_k] of ResnetVAE + RNVP prior, with / without Reg[q(z)]",
-        grid(
-            DS,
-            cols,
-            """
-            StaticMNIST:  -0.02±0.03 0.93±0.01 0.05±0.37  1.50±0.02
-            MNIST:        0.00±0.00  0.98±0.01 -0.06±0.02 0.76±0.04
-            FashionMNIST: 0.00±0.00  0.98±0.00 0.00±0.03  0.86±0.07
-            Omniglot:     0.00±0.02  0.95±0.00 0.00±0.01  0.24±0.01
-            """,
-            fixed=("ResnetVAE RNVP p(z)", {}),
-        ),
-        notes=("Moments of z ~ q(z|x) over the test images (Appendix B.3, Table B.1).",),
-    )
-
-
 def _build() -> dict[str, Table]:
+    from vaeprior.fast.reproduce.appendix import metrics_table, table_b1
+
     tables = [
         _table1(),
         _table2(),
@@ -670,7 +333,7 @@ def _build() -> dict[str, Table]:
         _table7(),
         _table8(),
         _table9(),
-        _table_b1(),
+        table_b1(),
         _table_b3(),
         _table3("B.4"),
         _table_b5(),
@@ -679,10 +342,10 @@ def _build() -> dict[str, Table]:
         _k50_table("B.8", "omniglot", "93.62±0.02 93.52±0.02 89.60±0.01"),
         _k50_table("B.9", "fashion-mnist", "224.64±0.01 224.07±0.01 223.36±0.06"),
         _table4("B.10"),
-        _metrics_table("B.11", "dense"),
-        _metrics_table("B.12", "conv"),
-        _metrics_table("B.13", "resnet"),
-        _metrics_table("B.14", "pixel"),
+        metrics_table("B.11", "dense"),
+        metrics_table("B.12", "conv"),
+        metrics_table("B.13", "resnet"),
+        metrics_table("B.14", "pixel"),
     ]
     return {t.key: t for t in tables}
 
@@ -706,13 +369,4 @@ def get_table(name: str) -> Table:
     return TABLES[key]
 
 
-__all__ = [
-    "ANALYSIS_METRICS",
-    "METRICS",
-    "RESULT_METRICS",
-    "TABLES",
-    "Cell",
-    "RunSpec",
-    "Table",
-    "get_table",
-]
+__all__ = ["TABLES", "get_table", "normalize_key"]
