@@ -1,7 +1,7 @@
 """Shared fixtures for the kernel benchmarks (pytest-benchmark).
 
 Run: `.venv/bin/python -m pytest bench --benchmark-enable` (add `--benchmark-json=out.json`).
-On CUDA every case runs at the paper sizes (issue 4, section 4); on CPU only the torch paths run,
+On CUDA every case runs at the paper sizes; on CPU only the torch paths run,
 at reduced sizes, and the Triton cases skip with the reason (the interpreter is not a speed path).
 torch.compile runs on CPU only when VAEPRIOR_BENCH_COMPILE=1 (inductor's C++ compile of the
 unrolled flow takes minutes on a small CPU); on CUDA it always runs.

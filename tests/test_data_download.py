@@ -1,4 +1,4 @@
-"""Verified, atomic downloads (issue 2, section 2) against a local http.server and file:// URLs.
+"""Verified, atomic downloads against a local http.server and file:// URLs.
 
 A download must land under its final name only when its checksum matches; every failure
 (404, checksum mismatch, connection cut mid-file, unreachable host) must leave no file, no

@@ -1,4 +1,4 @@
-"""Measure the device ceilings that bench/RESULTS.md divides by (METHOD.md: measure, don't quote).
+"""Measure the device ceilings that bench/RESULTS.md divides by (measured on the device, never quoted).
 
 - copy bandwidth: a large device-to-device copy, counting bytes read + bytes written;
 - matmul rate: 8192^3 products in TF32 (float32 inputs, allow_tf32) and bf16, on random data.

@@ -1,4 +1,4 @@
-"""Seconds per training epoch of a DenseVAE + RNVP prior, per flow backend (issue 7 §3).
+"""Seconds per training epoch of a DenseVAE + RNVP prior, per flow backend.
 
 Times `vaeprior.fast.training.loop._run_epoch` (the loop `vaeprior train` runs: on-device dynamic
 binarization, shuffling, warm-up ELBO, L2, Adam) on MNIST-sized data held on the device:
