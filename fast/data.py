@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vaeprior.reference.data import SPLITS, load_dataset
+from vaeprior.reference.data.binarize import TEST_COPIES
 
 
 @dataclass
@@ -25,6 +26,7 @@ class DeviceData:
     validation: torch.Tensor | None  # (Nv, 784) intensities, or None
     test: torch.Tensor  # (Nt, 784) uint8 in {0, 1}, binarized once by the data layer
     dynamic: bool  # re-binarize train/validation each epoch
+    test_copies: int = 1  # binarizations per test image, stored copy-major (Appendix B.1)
 
 
 def to_device(a: np.ndarray, device: torch.device | str) -> torch.Tensor:
@@ -46,7 +48,41 @@ def load_device_data(
     ds = load_dataset(dataset, data_dir, validation=validation)
     train = ds.train if train_limit is None else ds.train[:train_limit]
     val = None if ds.validation is None else to_device(ds.validation, device)
-    return DeviceData(to_device(train, device), val, to_device(ds.test, device), bool(ds.dynamic))
+    test = to_device(ds.test, device)
+    return DeviceData(to_device(train, device), val, test, bool(ds.dynamic), test_copies(ds))
+
+
+def test_copies(ds) -> int:
+    """Binarizations per image in `ds.test`: 10 for the dynamic datasets (copy-major), else 1."""
+    dynamic = bool(getattr(ds, "dynamic", False))
+    return TEST_COPIES if dynamic and len(ds.test) % TEST_COPIES == 0 else 1
+
+
+def spread_rows(
+    n_rows: int, limit: int | None, copies: int = 1, *, jitter: bool = False
+) -> np.ndarray:
+    """Indices of `limit` rows spread over a split, the same for every model of a table.
+
+    The split holds `copies` binarizations of N = n_rows / copies images, copy-major (row
+    j * N + i is copy j of image i). Row k of the subset is image floor(k N / limit) in copy
+    k mod copies: distinct images (while limit <= N) evenly spaced over the whole split, every
+    binarization used, never the first rows of one copy, whose images are not a representative
+    sample (MNIST's first 1,000 test images are 8 % less dense than the whole set). `jitter`
+    picks instead one image at random (fixed seed) inside each of the `limit` equal strata,
+    for splits whose order has a period (MNIST's training set: every 60th image is 5 % less
+    dense than the average). With limit None or >= n_rows: every row, in order.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    if limit is None or limit >= n_rows:
+        return np.arange(n_rows)
+    n_img = n_rows // copies
+    k = np.arange(limit)
+    image = (k * n_img) // limit
+    if jitter:
+        width = ((k + 1) * n_img) // limit - image
+        image = image + (np.random.default_rng(0).random(limit) * width).astype(np.int64)
+    return (k % copies) * n_img + image
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -85,13 +121,19 @@ def fixed_binarization(x: torch.Tensor, seed: int, dynamic: bool) -> torch.Tenso
     return xb.to(x.device, torch.uint8)
 
 
-def split_tensor(data: DeviceData, split: str, seed: int = 0) -> torch.Tensor:
-    """The binarized rows of `split` ('train', 'validation' or 'test') for evaluation."""
+def split_tensor(
+    data: DeviceData, split: str, seed: int = 0, limit: int | None = None
+) -> torch.Tensor:
+    """The binarized rows of `split` ('train', 'validation' or 'test') for evaluation, uint8:
+    all of them, or `limit` rows spread over the split (`spread_rows`: evenly over the test
+    images and their binarizations; one per stratum, seeded, over train and validation)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: choose one of {SPLITS}")
     if split == "test":
-        return data.test
+        rows = spread_rows(data.test.shape[0], limit, data.test_copies)
+        return data.test if limit is None else data.test[torch.as_tensor(rows)]
     x = data.train if split == "train" else data.validation
     if x is None:
         raise ValueError(f"dataset has no {split} split loaded: load it with validation=True")
-    return fixed_binarization(x, seed, data.dynamic)
+    xb = fixed_binarization(x, seed, data.dynamic)
+    return xb if limit is None else xb[torch.as_tensor(spread_rows(len(xb), limit, jitter=True))]

@@ -311,9 +311,10 @@ def test_cli_run_writes_json_and_png(monkeypatch: pytest.MonkeyPatch, tmp_path) 
     for name in ("active-units", "closest-pairs", "samples", "interpolation", "low-posterior"):
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     au = json.loads((out / "active-units.json").read_text())
-    from vaeprior.fast.data import fixed_binarization
+    from vaeprior.fast.data import fixed_binarization, spread_rows
 
-    x = fixed_binarization(torch.as_tensor(ds.train), cfg.seed, dynamic=True)[:20]
+    x = fixed_binarization(torch.as_tensor(ds.train), cfg.seed, dynamic=True)
+    x = x[spread_rows(len(x), 20, jitter=True)]
     direct = active_units(vae, x, samples=20)
     np.testing.assert_allclose(au["variances"], direct["variances"], rtol=1e-9)
     assert au["count"] == direct["count"] and au["n"] == 20
@@ -380,7 +381,7 @@ def test_analyses_and_training_see_the_same_training_images(synthetic) -> None:
         cfg = SimpleNamespace(dataset="mnist", data_dir=None, seed=3)
         data = load_device_data("mnist", None, "cpu")
         for limit in (None, 50):
-            expected = split_tensor(data, "train", cfg.seed)[:limit]
+            expected = split_tensor(data, "train", cfg.seed, limit)
             got = cli.AnalysisData(cfg, limit).train_binary
             assert got.dtype == np.uint8 and expected.dtype == torch.uint8
             np.testing.assert_array_equal(got, expected.numpy())

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaeprior.fast import data as fdata
 from vaeprior.fast import runs
 from vaeprior.fast.analysis import (
     active_units,
@@ -87,13 +88,16 @@ class AnalysisData:
 
     def _load(self) -> Any:
         if self._ds is None:
-            from vaeprior.fast import data as fdata
-
             self._ds = fdata.load_dataset(self.cfg.dataset, self.cfg.data_dir)
         return self._ds
 
-    def _cut(self, a: np.ndarray) -> np.ndarray:
-        return a if self.limit is None else a[: self.limit]
+    def _cut(self, a: np.ndarray, copies: int | None = None) -> np.ndarray:
+        """`limit` rows of `a` as `vaeprior.fast.data.split_tensor` picks them: spread evenly
+        over the `copies` binarizations of the test set, one per stratum elsewhere."""
+        if self.limit is None:
+            return a
+        jitter = copies is None
+        return a[fdata.spread_rows(len(a), self.limit, copies or 1, jitter=jitter)]
 
     @property
     def train_intensities(self) -> np.ndarray:
@@ -102,17 +106,15 @@ class AnalysisData:
     @property
     def train_binary(self) -> np.ndarray:
         if self._train_binary is None:
-            from vaeprior.fast.data import fixed_binarization
-
             ds = self._load()
             x = torch.as_tensor(np.asarray(ds.train, dtype=np.float32))
-            xb = fixed_binarization(x, self.cfg.seed, getattr(ds, "dynamic", True))
+            xb = fdata.fixed_binarization(x, self.cfg.seed, getattr(ds, "dynamic", True))
             self._train_binary = self._cut(xb.numpy().astype(np.uint8))
         return self._train_binary
 
     @property
     def test(self) -> np.ndarray:
-        return self._cut(self._load().test)
+        return self._cut(self._load().test, fdata.test_copies(self._load()))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -110,9 +110,9 @@ def evaluate_run(
     vae, cfg = load_run(run_dir, device)
     dev = next(vae.parameters()).device
     data = load_device_data(cfg.dataset, cfg.data_dir, dev, validation=split == "validation")
-    x = split_tensor(data, split, cfg.seed)[:limit]
+    x = split_tensor(data, split, cfg.seed, limit)
     result = evaluate(vae, x, samples=samples, backend=backend)
-    train_x = split_tensor(data, "train", cfg.seed)[:limit]
+    train_x = split_tensor(data, "train", cfg.seed, limit)
     result["active_units"] = active_units(vae, train_x, samples=samples)["count"]
     result["split"] = split
     atomic_write_json(result, Path(run_dir) / EVAL)

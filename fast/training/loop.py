@@ -142,7 +142,7 @@ def _run_epoch(
 
 
 def _validate(vae: VAE, data: DeviceData, cfg: TrainConfig, phase: sch.Phase, epoch: int) -> float:
-    x = split_tensor(data, "validation", cfg.seed + epoch)[: cfg.eval_limit]
+    x = split_tensor(data, "validation", cfg.seed + epoch, cfg.eval_limit)
     r = evaluate(vae, x, samples=VALIDATION_SAMPLES, unit_prior=phase.prior == "unit")
     return r["nll"]
 
@@ -243,9 +243,9 @@ def _final_results(
     out: Path, cfg: TrainConfig, vae: VAE, data: DeviceData, st: RunState, progress: bool
 ) -> dict:
     """Evaluate the final model (Appendix B.3) on eval_split and write results.json."""
-    x = split_tensor(data, cfg.eval_split, cfg.seed)[: cfg.eval_limit]
+    x = split_tensor(data, cfg.eval_split, cfg.seed, cfg.eval_limit)
     res = evaluate(vae, x, samples=cfg.eval_samples)
-    train_x = split_tensor(data, "train", cfg.seed)[: cfg.eval_limit]
+    train_x = split_tensor(data, "train", cfg.seed, cfg.eval_limit)
     res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)["count"]
     res.update(
         split=cfg.eval_split,
