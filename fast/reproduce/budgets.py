@@ -8,10 +8,12 @@ reduced budget keeps the paper's schedule shape.
 - paper: the full schedule (2400 epochs; post-hoc and iterative as in Algorithm B.1),
   evaluated with 1000 importance samples on the full test set (Appendix B.3).
 - small: 100 epochs (1/24 of every phase: warm-up 4 epochs, learning rate 1e-3 / 1e-4 / 1e-5
-  for 33 / 33 / 34 epochs), 1000-sample NLL on the first 2000 test images, active units on the
-  first 2000 training images. A DenseVAE row fits a 2-core CPU in a few hours.
+  for 33 / 33 / 34 epochs), 1000-sample NLL on 2000 test images spread evenly over the test set
+  and its binarizations, active units on 2000 training images (one per stratum, seeded); the
+  same images for every model (`vaeprior.fast.data.spread_rows`). A DenseVAE row fits a 2-core
+  CPU in a few hours.
 - smoke: seconds per run, for tests: the first 256 training images, 1 epoch per schedule
-  phase, 10 samples on the first 32 test images. Its numbers mean nothing.
+  phase, 10 samples on 32 spread test images. Its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -26,12 +28,12 @@ class Budget:
     name: str
     epochs: int | None  # main schedule length; None = the paper's 2400 epochs
     eval_samples: int  # importance samples per test image (NLL, elbo, kl; AU posterior means)
-    eval_limit: int | None  # first N test (and, for active units, training) images; None = all
+    eval_limit: int | None  # N spread test (and, for active units, training) images; None = all
     train_limit: int | None  # first N training images; None = all
     description: str
 
     def with_limit(self, limit: int | None) -> Budget:
-        """This budget evaluated on the first `limit` test images (0 = the full test set)."""
+        """This budget evaluated on `limit` spread test images (0 = the full test set)."""
         if limit is None:
             return self
         if limit < 0:
@@ -60,7 +62,9 @@ class Budget:
 
 def _eval_text(limit: int | None) -> str:
     return (
-        "evaluated on the full test set" if limit is None else f"evaluated on {limit} test images"
+        "evaluated on the full test set"
+        if limit is None
+        else f"evaluated on {limit} test images spread evenly over the test set"
     )
 
 
@@ -83,7 +87,7 @@ BUDGETS: dict[str, Budget] = {
         train_limit=None,
         description=(
             "100 epochs (the paper's 2400-epoch schedule scaled by 1/24, shape kept); "
-            "1000-sample NLL on the first 2000 test images"
+            "1000-sample NLL on 2000 test images spread evenly over the test set"
         ),
     ),
     "smoke": Budget(
