@@ -347,6 +347,6 @@ def test_epochs_override_scales_the_budget_and_says_so() -> None:
         "eval_limit": 1000,
         "train_limit": None,
     }
-    assert b.description.startswith("24 epochs") and b.description.endswith("1000 test images")
+    assert b.description.startswith("24 epochs") and b.description.endswith("1000 test images spread evenly over the test set")
     with pytest.raises(ValueError, match="--epochs must be >= 1"):
         get_budget("small").with_epochs(0)
