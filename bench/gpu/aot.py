@@ -196,6 +196,29 @@ class Launch:
         return {k: v for k, v in bound.items() if isinstance(v, (int, float)) and k in names}
 
 
+def _compiled_kernel_modules() -> None:
+    """Make sure the kernel modules hold compiled (not interpreted) kernels.
+
+    Under TRITON_INTERPRET=1 Triton decorates kernels for its CPU interpreter, whose launches
+    the capture cannot see; a module imported that way (the interpreter tests do) is imported
+    again without the flag.
+    """
+    import importlib
+    import sys
+
+    from triton.runtime.interpreter import InterpretedFunction
+
+    saved = os.environ.pop("TRITON_INTERPRET", None)
+    try:
+        for name in ("vaeprior.fast.kernels.flow", "vaeprior.fast.kernels.iw_nll"):
+            mod = sys.modules.get(name) or importlib.import_module(name)
+            if any(isinstance(v, InterpretedFunction) for v in vars(mod).values()):
+                importlib.reload(mod)
+    finally:
+        if saved is not None:
+            os.environ["TRITON_INTERPRET"] = saved
+
+
 @contextlib.contextmanager
 def _intercept(record: list, scenario: str) -> Iterator[None]:
     from triton.runtime.jit import JITFunction
@@ -227,6 +250,7 @@ def capture(scenario: Scenario) -> list[Launch]:
     saved = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = tf32
     record: list[Launch] = []
+    _compiled_kernel_modules()
     try:
         with _intercept(record, scenario.name):
             scenario.call()
@@ -388,12 +412,19 @@ def _compile_job(job: tuple[str, int]) -> dict:
         }
 
 
-def compile_all(family: str | None = None, workers: int | None = None) -> list[dict]:
-    """One row per (scenario, launch): scenario, launch index, grid and Resources (or error)."""
+def compile_all(
+    family: str | None = None, workers: int | None = None, match: str | None = None
+) -> list[dict]:
+    """One row per (scenario, launch): scenario, launch index, grid and Resources (or error).
+
+    `match` keeps only the scenarios whose name contains it.
+    """
     from concurrent.futures import ProcessPoolExecutor
 
     rows, jobs, seen = [], {}, {}
     for sc in scenarios(family):
+        if match is not None and match not in sc.name:
+            continue
         for i, launch in enumerate(capture(sc)):
             key = compile_key(launch)
             row = {

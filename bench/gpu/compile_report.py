@@ -84,8 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--print", action="store_true", help="print the table instead of writing it")
     p.add_argument("--workers", type=int, default=None, help="compile processes (default: CPUs)")
+    p.add_argument("--match", default=None, help="only scenarios whose name contains this text")
     args = p.parse_args(argv)
-    section = table(aot.compile_all(workers=args.workers))
+    section = table(aot.compile_all(workers=args.workers, match=args.match))
     if args.print:
         print(section)
     else:
