@@ -133,6 +133,28 @@ def test_connection_cut_mid_file_leaves_no_partial_file(
     assert leftovers(root) == []
 
 
+def test_failed_download_removes_the_folders_it_created(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Offline first use leaves no empty data folder behind, but keeps folders that existed or
+    that hold another file."""
+    root = tmp_path / "data" / "nested"
+    with pytest.raises(DatasetFileMissingError):
+        fetch(root, server[0] + "missing.bin")
+    assert not (tmp_path / "data").exists()
+    (root / "ds").mkdir(parents=True)  # there before: kept, even empty
+    with pytest.raises(DatasetFileMissingError):
+        fetch(root, server[0] + "missing.bin")
+    assert (root / "ds").is_dir() and leftovers(root) == []
+    fresh = tmp_path / "fresh"
+    assert fetch(fresh, server[0] + "good.bin") == PAYLOAD  # creates fresh/ds
+    with pytest.raises(DatasetFileMissingError):
+        read_dataset_file(
+            "ds/other.bin", fresh, urls={"ds/other.bin": (server[0] + "missing.bin",)}, checksums={}
+        )
+    assert leftovers(fresh) == ["file.bin"]
+
+
 def test_unreachable_host(tmp_path: Path) -> None:
     with pytest.raises(DatasetFileMissingError, match=r"http://127\.0\.0\.1:9/x: <urlopen error"):
         fetch(tmp_path / "data", "http://127.0.0.1:9/x")

@@ -2,7 +2,9 @@
 
 Downloads stream into a temporary file in the destination folder and are moved into place
 with ``os.replace`` only after the checksum matched, so no partial or wrong file is ever
-left under the final name (the temporary file is removed on every failure).
+left under the final name (the temporary file is removed on every failure). A failed download
+also removes the folders it created when they are still empty, so an offline first run leaves
+the data directory as it found it.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def read_dataset_file(
     path, checksum = root / relpath, checksums.get(relpath)
     candidates = tuple(urls.get(relpath, ()))
     if not path.is_file():
+        created = missing_folders(path.parent)
         failures = download_file(path, candidates, checksum) if download else ["download=False"]
         if failures:
+            remove_empty(created)
             raise missing_error(relpath, path, candidates, checksum, failures)
     raw = path.read_bytes()
     if checksum is not None and digest(raw, checksum[0]) != checksum[1]:
@@ -53,6 +57,25 @@ def read_dataset_file(
             f"download it again from {candidates[0] if candidates else 'its publisher'}"
         )
     return raw
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) while it exists and is empty."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        if any(folder.iterdir()):
+            return
+        folder.rmdir()
 
 
 def digest(raw: bytes, algorithm: str) -> str:
