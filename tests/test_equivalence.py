@@ -12,7 +12,11 @@ import pytest
 import torch
 
 from vaeprior.fast.config import ModelConfig
-from vaeprior.fast.models.convert import load_reference_params, to_reference_params
+from vaeprior.fast.models.convert import (
+    load_reference_params,
+    reference_flow_tensors,
+    to_reference_params,
+)
 from vaeprior.fast.models.flows import RealNVP as TorchRealNVP
 from vaeprior.fast.models.vae import VAE, build_vae
 from vaeprior.reference import dense_vae, objectives
@@ -119,10 +123,9 @@ def test_flow_logdets_and_inverse_match_reference(dim: int, depth: int) -> None:
     flow = TorchRealNVP(dim, depth, hidden=64).double()
     params = ref.to_params("f")
     with torch.no_grad():
-        for k, block in enumerate(flow.blocks):
-            for name in ("W", "A", "a", "S", "s0", "T", "t0", "log_scale", "bias"):
-                block.param(name).copy_(torch.from_numpy(params[f"f.{k}.{name}"]))
-            block.actnorm.initialized.fill_(True)
+        for key, view in reference_flow_tensors(flow, "f").items():
+            view.copy_(torch.from_numpy(params[key]))
+        flow.actnorm_initialized.fill_(True)
     w = np.random.default_rng(1).standard_normal((4, 5, dim))  # (S, B, D)
     for direction in ("forward", "inverse"):
         y_ref, ld_ref = getattr(ref, direction)(w)
@@ -152,17 +155,17 @@ def test_actnorm_data_init_matches_reference() -> None:
     flow = TorchRealNVP(9, 3, hidden=32).double()
     params = ref.to_params("f")
     with torch.no_grad():
-        for k, block in enumerate(flow.blocks):
-            for name in ("W", "A", "a", "S", "s0", "T", "t0"):
-                block.param(name).copy_(torch.from_numpy(params[f"f.{k}.{name}"]))
+        for key, view in reference_flow_tensors(flow, "f").items():
+            if not key.endswith(("log_scale", "bias")):
+                view.copy_(torch.from_numpy(params[key]))
     z = 2.0 + 3.0 * np.random.default_rng(4).standard_normal((50, 9))
     ref.initialize(z)
     flow.train()
     flow(torch.from_numpy(z))
-    for k, block in enumerate(flow.blocks):
-        np.testing.assert_allclose(block.actnorm.bias.detach().numpy(), ref.blocks[k].actnorm.bias,
+    for k in range(flow.depth):
+        np.testing.assert_allclose(flow.bias[k].detach().numpy(), ref.blocks[k].actnorm.bias,
                                    atol=1e-10, rtol=0)  # fmt: skip
-        np.testing.assert_allclose(block.actnorm.log_scale.detach().numpy(),
+        np.testing.assert_allclose(flow.log_scale[k].detach().numpy(),
                                    ref.blocks[k].actnorm.log_scale, atol=1e-10, rtol=0)  # fmt: skip
 
 

@@ -128,7 +128,7 @@ def test_kill_and_resume_gives_identical_weights(synthetic, tmp_path, monkeypatc
     lines = [json.loads(s) for s in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2, 3, 4]
     assert [m["lr"] for m in lines] == [1e-3, 1e-4, 1e-4, 1e-5]
-    assert bool(b["prior_flow.initialized"])
+    assert bool(b["prior_flow.actnorm_initialized"])
 
 
 def test_post_hoc_freezes_q_and_p_x_given_z(synthetic, tmp_path, monkeypatch):
@@ -147,8 +147,8 @@ def test_post_hoc_freezes_q_and_p_x_given_z(synthetic, tmp_path, monkeypatch):
     torch.manual_seed(0)
     init = build_vae(tiny_model(prior="rnvp")).state_dict()
     assert all(torch.equal(init[k], snaps[3][k]) for k in prior)
-    assert not bool(snaps[3]["prior_flow.initialized"])
-    assert bool(snaps[4]["prior_flow.initialized"])
+    assert not bool(snaps[3]["prior_flow.actnorm_initialized"])
+    assert bool(snaps[4]["prior_flow.actnorm_initialized"])
 
 
 def test_post_hoc_from_a_base_run(synthetic, tmp_path):

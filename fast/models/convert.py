@@ -1,7 +1,9 @@
 """Weights of a torch DenseVAE <-> the NumPy reference's parameter dict (DESIGN.md keys).
 
 Dense layers: the reference stores W (in, out) for `y = x @ W + b`; nn.Linear stores (out, in),
-so W is transposed. Flow parameters share one layout and copy as they are.
+so W is transposed. Flow parameters: the torch flow stacks them over blocks and joins the
+coupling heads, ST[k] = [S | T] and st0[k] = [s0 | t0] (`vaeprior.fast.models.flows`); the
+reference keys `prior.{k}.S`, `.T`, `.s0`, `.t0` are views of their column halves.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from vaeprior.fast.models.flows import FLOW_PARAM_NAMES, RealNVP
+from vaeprior.fast.models.flows import RealNVP
 from vaeprior.fast.models.vae import VAE
+from vaeprior.reference.flows import PARAM_NAMES as REFERENCE_PARAM_NAMES
 
 
 def _linears(vae: VAE) -> dict[str, nn.Linear]:
@@ -33,15 +36,35 @@ def _linears(vae: VAE) -> dict[str, nn.Linear]:
     }
 
 
+def reference_flow_tensors(flow: RealNVP, prefix: str) -> dict[str, torch.Tensor]:
+    """Reference key -> view of the flow's stacked parameter ('prior.3.S' -> ST[3, :, :Dr]).
+
+    Views share storage: reading them gives the reference layout, `copy_` into them loads it.
+    """
+    dr = flow.dim - flow.dim // 2
+    out = {}
+    for k in range(flow.depth):
+        views = {
+            "W": flow.W[k],
+            "A": flow.A[k],
+            "a": flow.a[k],
+            "S": flow.ST[k, :, :dr],
+            "s0": flow.st0[k, :dr],
+            "T": flow.ST[k, :, dr:],
+            "t0": flow.st0[k, dr:],
+            "log_scale": flow.log_scale[k],
+            "bias": flow.bias[k],
+        }
+        out.update({f"{prefix}.{k}.{name}": views[name] for name in REFERENCE_PARAM_NAMES})
+    return out
+
+
 def _flow_tensors(vae: VAE) -> dict[str, torch.Tensor]:
-    """Reference key -> torch flow parameter, e.g. 'prior.3.A' -> blocks[3].coupling.A."""
+    """Reference key -> torch flow tensor view, for the prior and the posterior flow."""
     out = {}
     for prefix, flow in (("prior", vae.prior_flow), ("posterior", vae.posterior_flow)):
-        if flow is None:
-            continue
-        for k, block in enumerate(flow.blocks):
-            for name in FLOW_PARAM_NAMES:
-                out[f"{prefix}.{k}.{name}"] = block.param(name)
+        if flow is not None:
+            out.update(reference_flow_tensors(flow, prefix))
     return out
 
 
@@ -88,5 +111,4 @@ def load_reference_params(vae: VAE, params: dict[str, np.ndarray]) -> VAE:
 
 def _mark_initialized(flow: RealNVP | None) -> None:
     if flow is not None:
-        for block in flow.blocks:
-            block.actnorm.initialized.fill_(True)
+        flow.actnorm_initialized.fill_(True)

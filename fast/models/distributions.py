@@ -26,7 +26,9 @@ def bernoulli_log_prob(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
     `x` broadcasts against `logits`, e.g. x (B, 784) with logits (S, B, 784).
     """
-    return (x * logits - F.softplus(logits)).sum(-1)
+    # threshold 40, not torch's default 20: softplus(l) = l + log1p(e^-l) differs from l by
+    # up to 2e-9 above 20, which float64 resolves (float64 agrees with l only from ~37 on)
+    return (x * logits - F.softplus(logits, threshold=40.0)).sum(-1)
 
 
 def log_mean_exp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:

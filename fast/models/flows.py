@@ -1,8 +1,34 @@
 """Real NVP in torch (Appendix B.2): K blocks of InvertibleDense -> CouplingLayer -> ActNorm.
 
-Parameter names and layouts follow DESIGN.md (row vectors, `y = x @ W`), so a block's
-parameters convert one-to-one to the NumPy reference and feed the Triton kernel stacked.
-Every layer maps (..., D) -> ((..., D), logabsdet (...)).
+One block (DESIGN.md "Real NVP"; row vectors, `y = x @ W`, Dl = D // 2, Dr = D - Dl):
+
+    u = x @ W_k;  h = leaky_relu(u_l @ A_k + a_k);  [s | t] = h @ ST_k + st0_k
+    v = concat(u_l, u_r * sigmoid(s + c) + t);  y = (v + bias_k) * exp(log_scale_k)
+    log|det| = log|det W_k| + sum_j log_sigmoid(s_j + c) + sum_j log_scale_kj
+
+Parameters are stacked over the K blocks in the layout shared with the Triton kernel
+(`vaeprior.fast.kernels.flow`), so nothing is repacked per call:
+
+    W (K, D, D)   A (K, Dl, H)   a (K, H)   ST (K, H, 2 Dr) = [S | T]   st0 (K, 2 Dr) = [s0 | t0]
+    log_scale (K, D)   bias (K, D)
+
+The reference (`vaeprior.reference.flows`) keeps the paper-readable per-block names S, T, s0,
+t0; `vaeprior.fast.models.convert` maps between the two.
+
+Why the forward looks the way it does (CPU, the paper's batch of 128 rows): eager autograd over
+K blocks of small ops spends most of its time in per-op dispatch and autograd bookkeeping, not
+in arithmetic. Here the whole flow is one `torch.autograd.Function` with a hand-written
+backward (the VJPs are written out in `_RealNVPFunction.backward`):
+
+- activations are kept feature-major, (D, N) instead of (N, D), so the coupling's halves u_l,
+  u_r and the heads s, t are contiguous row blocks and every element-wise op runs on
+  contiguous memory;
+- biases are folded into `addmm`, the scale and shift heads are one (2 Dr, H) matmul, the
+  LeakyReLU runs in place, outputs are written into preallocated buffers (`out=`);
+- the weight gradients of all K blocks are three batched matmuls after the reverse sweep, and
+  log|det W_k| of all blocks is one batched `slogdet` (outside the Function, by autograd).
+
+The same code path serves inference (no buffers kept) and training; K = 0 is the identity.
 """
 
 from __future__ import annotations
@@ -12,176 +38,382 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
+from vaeprior.fast import backends
 from vaeprior.reference.config import LEAKY_SLOPE, SCALE_SHIFT
+from vaeprior.reference.flows import ACTNORM_EPS
 
-BACKENDS = ("torch", "triton", "auto")
-_ACTNORM_EPS = 1e-6
-FLOW_PARAM_NAMES = ("W", "A", "a", "S", "s0", "T", "t0", "log_scale", "bias")
+# Names of the stacked torch parameters, in the argument order of `realnvp_forward`,
+# `realnvp_inverse` and the Triton kernel. (The reference's per-block names are
+# `vaeprior.reference.flows.PARAM_NAMES`.)
+PARAM_NAMES = ("W", "A", "a", "ST", "st0", "log_scale", "bias")
+
+# Per-block names of the layout before the parameters were stacked (state_dict keys
+# `blocks.{k}.dense.W`, `blocks.{k}.coupling.A`, ...): old checkpoints still load.
+_OLD_KEYS = {
+    "W": "dense.W",
+    "A": "coupling.A",
+    "a": "coupling.a",
+    "S": "coupling.S",
+    "s0": "coupling.s0",
+    "T": "coupling.T",
+    "t0": "coupling.t0",
+    "log_scale": "actnorm.log_scale",
+    "bias": "actnorm.bias",
+    "initialized": "actnorm.initialized",
+}
+
+Params = tuple[torch.Tensor, ...]  # (W, A, a, ST, st0, log_scale, bias)
 
 
+def param_shapes(depth: int, dim: int, hidden: int) -> dict[str, tuple[int, ...]]:
+    """Shapes of the stacked parameters of a K = `depth` flow on D = `dim`, H = `hidden`."""
+    dl = dim // 2
+    dr = dim - dl
+    return {
+        "W": (depth, dim, dim),
+        "A": (depth, dl, hidden),
+        "a": (depth, hidden),
+        "ST": (depth, hidden, 2 * dr),
+        "st0": (depth, 2 * dr),
+        "log_scale": (depth, dim),
+        "bias": (depth, dim),
+    }
+
+
+def check_params(x: torch.Tensor, params: Params) -> None:
+    """One-line ValueError unless x is (N, D) float and params are stacked as PARAM_NAMES."""
+    if x.dim() != 2 or not x.is_floating_point():
+        raise ValueError(f"x must be a float (N, D) tensor, got {x.dtype} {tuple(x.shape)}")
+    if params[1].dim() != 3:
+        raise ValueError(
+            f"A must be stacked over blocks as (K, Dl, H), got {tuple(params[1].shape)}"
+        )
+    depth, hidden = params[0].shape[0], params[1].shape[2]
+    expected = param_shapes(depth, x.shape[1], hidden)
+    for (name, shape), p in zip(expected.items(), params, strict=True):
+        if tuple(p.shape) != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} (stacked over K = {depth} blocks) for x of "
+                f"shape {tuple(x.shape)}, got {tuple(p.shape)}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# forward: one sweep over the blocks, feature-major activations
+# --------------------------------------------------------------------------------------------
+def _shifted_st0(st0: torch.Tensor, scale_shift: float) -> torch.Tensor:
+    """[s0 + c | t0] (K, 2 Dr): the scale shift c folded into the head's bias."""
+    dr = st0.shape[1] // 2
+    return torch.cat([st0[:, :dr] + scale_shift, st0[:, dr:]], dim=1)
+
+
+def _sweep(
+    xt: torch.Tensor,
+    params: Params,
+    slope: float,
+    scale_shift: float,
+    *,
+    keep: bool,
+    init: bool = False,
+) -> dict[str, torch.Tensor]:
+    """All K blocks on feature-major rows xt (D, N); returns y^T and the saved activations.
+
+    keep=True stores every block's input XT (K, D, N), u UT (K, D, N), hidden HT (K, H, N)
+    and sigmoid SIG (K, Dr, N) for the backward; otherwise one scratch buffer per quantity is
+    reused. The heads [s + c | t] of all blocks are always kept, STT (K, 2 Dr, N), so that
+    the log-determinant is one batched log_sigmoid. init=True is ActNorm's data-dependent
+    initialisation: block k's log_scale_k, bias_k are set (in place) from the v reaching it.
+    """
+    W, A, a, ST, st0, log_scale, bias = params
+    K, D, _ = W.shape
+    H, N = A.shape[2], xt.shape[1]
+    dl, dr = D // 2, D - D // 2
+    new = xt.new_empty
+    e = torch.exp(log_scale)  # (K, D)
+    be = bias * e  # y = v * e + bias * e
+    n_bufs = K if keep else 1
+    XT, UT, HT, SIG = new(n_bufs, D, N), new(n_bufs, D, N), new(n_bufs, H, N), new(n_bufs, dr, N)
+    STT = new(K, 2 * dr, N)
+    yt, vr = new(D, N), new(dr, N)
+    # per-block views, made in bulk (indexing inside the loop costs more than the math at N=128)
+    Wt, At, STt = (
+        W.transpose(1, 2).unbind(0),
+        A.transpose(1, 2).unbind(0),
+        ST.transpose(1, 2).unbind(0),
+    )
+    a_c = a.unsqueeze(2).unbind(0)  # (H, 1) columns: biases broadcast over the N rows
+    st0_c = _shifted_st0(st0, scale_shift).unsqueeze(2).unbind(0)  # [s0 + c | t0] (2 Dr, 1)
+    e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
+    be_l, be_r = be[:, :dl, None].unbind(0), be[:, dl:, None].unbind(0)
+    STTs = STT.unbind(0)
+    ut, ht, sig = UT[0], HT[0], SIG[0]
+    if keep:
+        XT[0].copy_(xt)
+        xt = XT[0]
+        outs = [*XT.unbind(0)[1:], yt]
+        UTs, HTs, SIGs = UT.unbind(0), HT.unbind(0), SIG.unbind(0)
+    else:
+        outs = [XT[0]] * (K - 1) + [yt]  # block k reads x before writing: one buffer suffices
+    for k in range(K):
+        if keep:
+            ut, ht, sig = UTs[k], HTs[k], SIGs[k]
+        stt, out = STTs[k], outs[k]
+        u_l, u_r = ut[:dl], ut[dl:]
+        torch.mm(Wt[k], xt, out=ut)  # u^T = W^T x^T (D, N)
+        torch.addmm(a_c[k], At[k], u_l, out=ht)  # (H, N)
+        F.leaky_relu(ht, slope, inplace=True)
+        torch.addmm(st0_c[k], STt[k], ht, out=stt)  # [s + c | t]^T (2 Dr, N)
+        torch.sigmoid(stt[:dr], out=sig)
+        torch.addcmul(stt[dr:], u_r, sig, out=vr)  # v_r = u_r * sigmoid(s + c) + t
+        if init:
+            _actnorm_init(torch.cat([u_l, vr]), log_scale[k], bias[k], e[k], be[k])
+        torch.addcmul(be_l[k], u_l, e_l[k], out=out[:dl])  # y = v * e + bias * e
+        torch.addcmul(be_r[k], vr, e_r[k], out=out[dl:])
+        xt = out
+    ld = F.logsigmoid(STT[:, :dr]).sum((0, 1))  # (N,) data-dependent part of log|det|
+    return {"yt": yt, "ld": ld, "XT": XT, "UT": UT, "HT": HT, "SIG": SIG, "e": e}
+
+
+@torch.no_grad()
+def _actnorm_init(
+    vt: torch.Tensor, log_scale: torch.Tensor, bias: torch.Tensor, e: torch.Tensor, be: torch.Tensor
+) -> None:
+    """bias = -mean(v), log_scale = -0.5 log(var(v) + eps) per dimension (DESIGN.md); vt (D, N)."""
+    var, mean = torch.var_mean(vt.to(bias.dtype), dim=1, correction=0)
+    bias.copy_(-mean)
+    log_scale.copy_(-0.5 * torch.log(var + ACTNORM_EPS))
+    e.copy_(torch.exp(log_scale))
+    be.copy_(bias * e)
+
+
+class _RealNVPFunction(torch.autograd.Function):
+    """(x, *params) -> (y, sum_k sum_j log_sigmoid(s_kj + c)) with the VJPs written by hand.
+
+    The constant part of the log-determinant (log|det W_k|, sum log_scale_k) is added by
+    `realnvp_forward` outside, so autograd differentiates it (batched slogdet).
+    """
+
+    @staticmethod
+    def forward(ctx, x, slope, scale_shift, *params):
+        r = _sweep(x.T, params, slope, scale_shift, keep=True)
+        y = r["yt"].T  # (N, D) view of the feature-major output
+        ctx.slope = slope
+        ctx.save_for_backward(r["XT"], r["UT"], r["HT"], r["SIG"], r["e"], r["yt"], *params)
+        return y, r["ld"]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, gld):
+        XT, UT, HT, SIG, e, yt, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
+        K, D, N = XT.shape
+        dl, dr = D // 2, D - D // 2
+        new = XT.new_empty
+        GYT = new(K, D, N)  # dL/dy_k^T, y_k = output of block k
+        if gy is None:
+            GYT[K - 1].zero_()
+        else:
+            GYT[K - 1].copy_(gy.T)
+        gld = XT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
+        GUT, GSTT, GPRET = new(K, D, N), new(K, 2 * dr, N), new(K, A.shape[2], N)
+        g_sig = new(dr, N)
+        gx = None
+        e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
+        Ws, As, STs = W.unbind(0), A.unbind(0), ST.unbind(0)
+        GYTs, UTs, SIGs, GUTs = GYT.unbind(0), UT.unbind(0), SIG.unbind(0), GUT.unbind(0)
+        GSTTs, GPRETs, HTs = GSTT.unbind(0), GPRET.unbind(0), HT.unbind(0)
+        for k in reversed(range(K)):
+            gyt, u_r, sig, gut, gstt, gpre = (
+                GYTs[k],
+                UTs[k][dl:],
+                SIGs[k],
+                GUTs[k],
+                GSTTs[k],
+                GPRETs[k],
+            )
+            gu_l = gut[:dl]
+            # ActNorm: dL/dv = dL/dy * e; the left half passes to u_l, the right is dL/dt
+            torch.mul(gyt[:dl], e_l[k], out=gu_l)
+            g_t = torch.mul(gyt[dl:], e_r[k], out=gstt[dr:])
+            # coupling: v_r = u_r sig + t, sig = sigmoid(s + c), ld += log sig
+            torch.mul(g_t, sig, out=gut[dl:])  # dL/du_r
+            torch.mul(g_t, u_r, out=g_sig)
+            torch.addcmul(gld, g_sig, sig, out=g_sig)  # dL/dsig * sig + dL/dld
+            torch.addcmul(g_sig, g_sig, sig, value=-1.0, out=gstt[:dr])  # * (1 - sig) = dL/ds
+            # heads and hidden layer: h = leaky_relu(u_l A + a), [s | t] = h ST + st0
+            torch.mm(STs[k], gstt, out=gpre)  # dL/dh^T (H, N)
+            _leaky_relu_backward_(gpre, HTs[k], ctx.slope)  # dL/dpre^T
+            gu_l.addmm_(As[k], gpre)  # dL/du_l += A dL/dpre^T
+            # InvertibleDense: u = x W  ->  dL/dx^T = W dL/du^T
+            if k > 0:
+                torch.mm(Ws[k], gut, out=GYTs[k - 1])
+            elif ctx.needs_input_grad[0]:
+                gx = torch.mm(Ws[0], gut).T
+        need = ctx.needs_input_grad[3:]
+        grads = [
+            torch.bmm(XT, GUT.transpose(1, 2)) if need[0] else None,  # dL/dW_k = x_k^T dL/du_k
+            torch.bmm(UT[:, :dl], GPRET.transpose(1, 2)) if need[1] else None,  # dL/dA_k
+            GPRET.sum(2) if need[2] else None,  # dL/da_k
+            torch.bmm(HT, GSTT.transpose(1, 2)) if need[3] else None,  # dL/dST_k = h^T dL/dst
+            GSTT.sum(2) if need[4] else None,  # dL/dst0_k
+            _actnorm_log_scale_grad(GYT, XT, yt) if need[5] else None,  # sum_n dL/dy * y
+            GYT.sum(2) * e if need[6] else None,  # dL/dbias_k = e * sum_n dL/dy
+        ]
+        return gx, None, None, *grads
+
+
+def _leaky_relu_backward_(g: torch.Tensor, h: torch.Tensor, slope: float) -> None:
+    """g *= 1 where h > 0 else slope, in place (h = leaky_relu(pre), same sign as pre)."""
+    torch.ops.aten.leaky_relu_backward.grad_input(g, h, slope, True, grad_input=g)
+
+
+def _actnorm_log_scale_grad(GYT: torch.Tensor, XT: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+    """dL/dlog_scale_k = sum_n dL/dy_k * y_k, y_k = XT[k + 1] (and yt for the last block)."""
+    K = GYT.shape[0]
+    out = GYT.new_empty(K, GYT.shape[1])
+    if K > 1:
+        torch.sum(GYT[:-1] * XT[1:], dim=2, out=out[:-1])
+    torch.sum(GYT[-1] * yt, dim=1, out=out[-1])
+    return out
+
+
+def _logdet_const(W: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """sum_k log|det W_k| + sum_kj log_scale_kj: one batched slogdet, differentiable."""
+    return torch.linalg.slogdet(W)[1].sum() + log_scale.sum()
+
+
+def realnvp_forward(
+    x: torch.Tensor,
+    W: torch.Tensor,
+    A: torch.Tensor,
+    a: torch.Tensor,
+    ST: torch.Tensor,
+    st0: torch.Tensor,
+    log_scale: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    slope: float,
+    scale_shift: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real NVP forward over K stacked blocks (Appendix B.2; Eq. 4 and Eq. B.1 use it).
+
+    x (N, D); W (K, D, D), A (K, Dl, H), a (K, H), ST (K, H, 2 Dr) = [S | T],
+    st0 (K, 2 Dr) = [s0 | t0], log_scale / bias (K, D). Block 0 is applied first. Returns
+    y (N, D) and logabsdet (N,) = sum_k [log|det W_k| + sum_j log_sigmoid(s_kj + scale_shift)
+    + sum_j log_scale_kj]. Differentiable in x and every parameter (hand-written VJPs).
+    """
+    params = (W, A, a, ST, st0, log_scale, bias)
+    check_params(x, params)
+    if W.shape[0] == 0:
+        return x, x.new_zeros(x.shape[0])
+    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+        y, ld = _RealNVPFunction.apply(x, slope, scale_shift, *params)
+    else:  # inference: one scratch buffer per activation, nothing kept
+        r = _sweep(x.T, params, slope, scale_shift, keep=False)
+        y, ld = r["yt"].T, r["ld"]
+    return y, ld + _logdet_const(W, log_scale)
+
+
+# --------------------------------------------------------------------------------------------
+# inverse
+# --------------------------------------------------------------------------------------------
+def _exp_in_three(a: torch.Tensor) -> torch.Tensor:
+    """exp(a / 3) with a capped where exp(a) could not matter: multiply by it three times.
+
+    v * exp(a) for a up to 3 log(max float) without an overflowing factor: every partial
+    product of v * f * f * f is at most the result, so an intermediate is finite whenever the
+    result is. (exp(a) alone overflows float32 at a = 88.7: the coupling inverse's 1/sigmoid(s)
+    for s < -88.7, which a contracting flow reaches for |w| around 4.)
+    """
+    cap = 3.0 * math.log(torch.finfo(a.dtype).max) * 0.999
+    return torch.exp(a.clamp(max=cap) / 3.0)
+
+
+def realnvp_inverse(
+    y: torch.Tensor,
+    W: torch.Tensor,
+    A: torch.Tensor,
+    a: torch.Tensor,
+    ST: torch.Tensor,
+    st0: torch.Tensor,
+    log_scale: torch.Tensor,
+    bias: torch.Tensor,
+    *,
+    slope: float,
+    scale_shift: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = f^{-1}(y) and the inverse map's logabsdet (= -forward's at x), blocks in reverse.
+
+    Same arguments as `realnvp_forward`. The inverse expands what the forward contracts: a
+    trained flow contracts some directions by e^-100 and more (log|det| around -100 at
+    K = 50, D = 40), so float32 rounding errors made in block k are amplified by the later
+    (earlier-indexed) inverse blocks, until they leave the data region and overflow. Inputs
+    below float64 are therefore inverted in float64 and the result rounded back: the sample
+    z = f^{-1}(w) then maps forward to w within float32's own forward error. Expansions
+    (1 / sigmoid(s + c), exp(-log_scale)) are products of partial factors, so no intermediate
+    overflows while the result is finite; W_k^{-1} is applied through one batched LU
+    factorisation (`lu_solve`, backward stable). Differentiable by autograd.
+    """
+    params = (W, A, a, ST, st0, log_scale, bias)
+    check_params(y, params)
+    K, D, _ = W.shape
+    if K == 0:
+        return y, y.new_zeros(y.shape[0])
+    if y.dtype != torch.float64:
+        x, ld = realnvp_inverse(
+            y.double(), *(p.double() for p in params), slope=slope, scale_shift=scale_shift
+        )
+        return x.to(y.dtype), ld.to(y.dtype)
+    dl, dr = D // 2, D - D // 2
+    lu, piv = torch.linalg.lu_factor(W)  # (K, D, D)
+    logdet_w = torch.log(torch.diagonal(lu, dim1=1, dim2=2).abs()).sum()
+    st0s = _shifted_st0(st0, scale_shift)
+    half = torch.exp(-0.5 * log_scale)  # (K, D): 1 / exp(log_scale) = half * half
+    ld = y.new_zeros(y.shape[0])
+    x = y
+    for k in reversed(range(K)):
+        v = x * half[k] * half[k] - bias[k]  # ActNorm^-1
+        v_l = v[:, :dl]
+        h = F.leaky_relu(torch.addmm(a[k], v_l, A[k]), slope)  # (N, H)
+        st = torch.addmm(st0s[k], h, ST[k])  # (N, 2 Dr): [s + c | t]
+        neg_log_sig = F.softplus(-st[:, :dr])  # -log sigmoid(s + c) >= 0
+        f = _exp_in_three(neg_log_sig)  # (1 / sigmoid)^(1/3)
+        u_r = (v[:, dl:] - st[:, dr:]) * f * f * f  # coupling^-1
+        x = torch.linalg.lu_solve(lu[k], piv[k], torch.cat([v_l, u_r], 1), left=False)
+        ld = ld + neg_log_sig.sum(1)
+    return x, ld - logdet_w - log_scale.sum()
+
+
+# --------------------------------------------------------------------------------------------
+# the module
+# --------------------------------------------------------------------------------------------
 def random_orthogonal(dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """QR of a Gaussian matrix with the signs of R's diagonal folded into Q (Haar-distributed)."""
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
     return (q * torch.sign(torch.diagonal(r))).float()
 
 
-class InvertibleDense(nn.Module):
-    """y = x @ W with a learned (D, D) matrix; log|det| = log|det W| per row (Glow's 1x1 conv)."""
-
-    def __init__(self, dim: int, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        self.W = nn.Parameter(random_orthogonal(dim, generator))  # (D, D)
-
-    def log_abs_det(self) -> torch.Tensor:
-        return torch.linalg.slogdet(self.W)[1]
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x @ self.W, self.log_abs_det().expand(x.shape[:-1])
-
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.linalg.solve(self.W, y, left=False)  # x @ W = y
-        return x, -self.log_abs_det().expand(y.shape[:-1])
-
-
-class CouplingLayer(nn.Module):
-    """Affine coupling: y_r = u_r * sigmoid(s(u_l) + shift) + t(u_l), h = Dense[H](u_l) (B.2)."""
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: int = 256,
-        slope: float = LEAKY_SLOPE,
-        scale_shift: float = SCALE_SHIFT,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if dim < 2:
-            raise ValueError(f"a coupling layer needs dim >= 2 to split its input, got {dim}")
-        self.dl, self.dr = dim // 2, dim - dim // 2
-        self.slope, self.scale_shift = slope, scale_shift
-        bound = math.sqrt(6.0 / (self.dl + hidden))  # Glorot / Xavier uniform
-        a_init = (torch.rand(self.dl, hidden, generator=generator) * 2.0 - 1.0) * bound
-        self.A = nn.Parameter(a_init)  # (Dl, H)
-        self.a = nn.Parameter(torch.zeros(hidden))  # (H,)
-        self.S = nn.Parameter(torch.zeros(hidden, self.dr))  # (H, Dr)
-        self.s0 = nn.Parameter(torch.zeros(self.dr))  # (Dr,)
-        self.T = nn.Parameter(torch.zeros(hidden, self.dr))  # (H, Dr)
-        self.t0 = nn.Parameter(torch.zeros(self.dr))  # (Dr,)
-
-    def _scale_shift(self, u_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.leaky_relu(u_l @ self.A + self.a, self.slope)  # (..., H)
-        return h @ self.S + self.s0 + self.scale_shift, h @ self.T + self.t0  # (..., Dr) x2
-
-    def forward(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        u_l, u_r = u[..., : self.dl], u[..., self.dl :]
-        s, t = self._scale_shift(u_l)
-        y_r = u_r * torch.sigmoid(s) + t
-        return torch.cat([u_l, y_r], dim=-1), F.logsigmoid(s).sum(-1)
-
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        y_l, y_r = y[..., : self.dl], y[..., self.dl :]
-        s, t = self._scale_shift(y_l)
-        u_r = (y_r - t) * torch.exp(-F.logsigmoid(s))
-        return torch.cat([y_l, u_r], dim=-1), -F.logsigmoid(s).sum(-1)
-
-
-class ActNorm(nn.Module):
-    """y = (x + bias) * exp(log_scale), data-initialised on the first training batch (Glow).
-
-    The persistent bool buffer `initialized` records the initialisation, so a model loaded
-    from a `state_dict` is never re-initialised.
-    """
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.log_scale = nn.Parameter(torch.zeros(dim))  # (D,)
-        self.bias = nn.Parameter(torch.zeros(dim))  # (D,)
-        self.register_buffer("initialized", torch.tensor(False), persistent=True)
-        # Python-side copy of `initialized` once it is True: reading the buffer of a CUDA
-        # module is a device sync, which K blocks would otherwise pay on every forward.
-        self._known_initialized = False
-
-    def is_initialized(self) -> bool:
-        """Whether the data-dependent init has run (or was loaded); syncs at most until True."""
-        if not self._known_initialized:
-            self._known_initialized = bool(self.initialized)
-        return self._known_initialized
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._known_initialized = False  # re-read the loaded buffer on next use
-
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> None:
-        """bias = -mean(x), log_scale = -0.5 log(var(x) + 1e-6) per dimension (DESIGN.md)."""
-        rows = x.reshape(-1, x.shape[-1]).to(self.bias.dtype)  # (N, D)
-        self.bias.copy_(-rows.mean(0))
-        self.log_scale.copy_(-0.5 * torch.log(rows.var(0, unbiased=False) + _ACTNORM_EPS))
-        self.initialized.fill_(True)
-        self._known_initialized = True
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training and not self.is_initialized():
-            self.initialize(x)
-        y = (x + self.bias) * torch.exp(self.log_scale)
-        return y, self.log_scale.sum().expand(x.shape[:-1])
-
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = y * torch.exp(-self.log_scale) - self.bias
-        return x, -self.log_scale.sum().expand(y.shape[:-1])
-
-
-class FlowBlock(nn.Module):
-    """One Real NVP block f_k = InvertibleDense -> CouplingLayer -> ActNorm (Appendix B.2)."""
-
-    def __init__(
-        self,
-        dim: int,
-        hidden: int = 256,
-        slope: float = LEAKY_SLOPE,
-        scale_shift: float = SCALE_SHIFT,
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        self.dense = InvertibleDense(dim, generator)
-        self.coupling = CouplingLayer(dim, hidden, slope, scale_shift, generator)
-        self.actnorm = ActNorm(dim)
-
-    def param(self, name: str) -> nn.Parameter:
-        """The block parameter of DESIGN.md's `name` (one of FLOW_PARAM_NAMES)."""
-        layer = {"W": self.dense, "log_scale": self.actnorm, "bias": self.actnorm}
-        return getattr(layer.get(name, self.coupling), name)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        total = 0.0
-        for layer in (self.dense, self.coupling, self.actnorm):
-            x, ld = layer(x)
-            total = total + ld
-        return x, total
-
-    def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        total = 0.0
-        for layer in (self.actnorm, self.coupling, self.dense):
-            y, ld = layer.inverse(y)
-            total = total + ld
-        return y, total
-
-
 def _load_triton_forward():
-    """The fused kernel, or None when Triton (or the kernel module) cannot be imported."""
+    """The fused kernel `realnvp_forward`, or None when Triton or the kernel cannot be imported."""
     try:
-        from vaeprior.fast.kernels.flow import realnvp_forward
-    except (ImportError, RuntimeError):  # no Triton, or no usable backend for it
+        return backends.kernels("flow").realnvp_forward
+    except (ValueError, AttributeError):
         return None
-    return realnvp_forward
 
 
 class RealNVP(nn.Module):
     """f = f_K o ... o f_1 (block 1 applied first); K = 0 is the identity (Eq. 4, Eq. B.1).
 
-    `backend`: "torch", "triton" (fused forward kernel) or "auto" (Triton for float32 CUDA
-    inputs once every ActNorm is initialised). Without an importable kernel the torch path runs.
+    zuko/nflows API: `forward(x) -> (y, logabsdet)`, `inverse(y) -> (x, logabsdet)`, for any
+    leading shape (..., D). Parameters are the stacked tensors of PARAM_NAMES; the persistent
+    bool buffer `actnorm_initialized` records ActNorm's data-dependent initialisation (done on the
+    first training batch, block k on the data reaching it), so a loaded model is never
+    re-initialised.
+
+    `backend` ("auto", "torch", "triton") is resolved by `vaeprior.fast.backends.resolve`; the
+    fused kernel runs only once the ActNorms are initialised (the initialising batch runs on
+    torch). "triton" without a usable kernel is an error; "auto" falls back to torch.
     """
 
     def __init__(
@@ -196,66 +428,127 @@ class RealNVP(nn.Module):
         super().__init__()
         if depth < 0:
             raise ValueError(f"flow depth K must be >= 0, got {depth}")
+        if depth and dim < 2:
+            raise ValueError(f"a coupling layer needs dim >= 2 to split its input, got {dim}")
         self.dim, self.depth, self.hidden = dim, depth, hidden
         self.slope, self.scale_shift = slope, scale_shift
         self.backend = "auto"
-        self.blocks = nn.ModuleList(
-            FlowBlock(dim, hidden, slope, scale_shift, generator) for _ in range(depth)
-        )
+        shapes = param_shapes(depth, dim, hidden)
+        dl = dim // 2
+        bound = math.sqrt(6.0 / (dl + hidden))  # Glorot / Xavier uniform
+        W, A = torch.empty(shapes["W"]), torch.empty(shapes["A"])
+        for k in range(depth):  # per block: W (orthogonal) then A, as the reference draws them
+            W[k] = random_orthogonal(dim, generator)
+            A[k] = (torch.rand(dl, hidden, generator=generator) * 2.0 - 1.0) * bound
+        self.W = nn.Parameter(W)  # (K, D, D)
+        self.A = nn.Parameter(A)  # (K, Dl, H)
+        self.a = nn.Parameter(torch.zeros(shapes["a"]))  # (K, H)
+        self.ST = nn.Parameter(torch.zeros(shapes["ST"]))  # (K, H, 2 Dr)
+        self.st0 = nn.Parameter(torch.zeros(shapes["st0"]))  # (K, 2 Dr)
+        self.log_scale = nn.Parameter(torch.zeros(shapes["log_scale"]))  # (K, D)
+        self.bias = nn.Parameter(torch.zeros(shapes["bias"]))  # (K, D)
+        self.register_buffer("actnorm_initialized", torch.tensor(False), persistent=True)
+        # Python-side copy of the buffer once True: reading the buffer of a CUDA module is a
+        # device sync, which would otherwise be paid on every forward.
+        self._known_initialized = False
+
+    def stacked_params(self) -> dict[str, nn.Parameter]:
+        """The parameters by PARAM_NAMES, in `realnvp_forward`'s argument order."""
+        return {n: getattr(self, n) for n in PARAM_NAMES}
 
     def initialized(self) -> bool:
-        """Whether every ActNorm has had its data-dependent initialisation (or a loaded state)."""
-        return all(b.actnorm.is_initialized() for b in self.blocks)
+        """Whether ActNorm's data-dependent init has run (or was loaded); K = 0 always is."""
+        if not self._known_initialized:
+            self._known_initialized = self.depth == 0 or bool(self.actnorm_initialized)
+        return self._known_initialized
 
-    def stacked_params(self) -> dict[str, torch.Tensor]:
-        """Block parameters stacked over K (differentiable): W (K,D,D), A (K,Dl,H), ..., bias."""
-        if self.depth == 0:
-            return self._empty_params()
-        return {n: torch.stack([b.param(n) for b in self.blocks]) for n in FLOW_PARAM_NAMES}
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """ActNorm data-dependent init of every block in turn on the rows x (..., D)."""
+        rows = x.detach().reshape(-1, self.dim).to(self.W.dtype)
+        if self.depth:
+            params = tuple(p.detach() for p in self.stacked_params().values())
+            _sweep(rows.T, params, self.slope, self.scale_shift, keep=False, init=True)
+        self.actnorm_initialized.fill_(True)
+        self._known_initialized = True
 
-    def _empty_params(self) -> dict[str, torch.Tensor]:
-        d, dl, h = self.dim, self.dim // 2, self.hidden
-        dr = d - dl
-        shapes = {"W": (d, d), "A": (dl, h), "a": (h,), "S": (h, dr), "s0": (dr,)}
-        shapes |= {"T": (h, dr), "t0": (dr,), "log_scale": (d,), "bias": (d,)}
-        return {k: torch.zeros((0, *s)) for k, s in shapes.items()}
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        _stack_old_blocks(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._known_initialized = False  # re-read the loaded buffer on next use
 
-    def _use_triton(self, x: torch.Tensor) -> bool:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"unknown flow backend {self.backend!r}: choose one of {BACKENDS}")
-        if self.backend == "torch" or self.depth == 0 or not self.initialized():
-            return False
-        return self.backend == "triton" or (x.is_cuda and x.dtype == torch.float32)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z -> w with log|det df/dz| per row: (..., D) -> ((..., D), (...))."""
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.dim:
             raise ValueError(
                 f"RealNVP expects last dimension {self.dim}, got shape {tuple(x.shape)}"
             )
-        kernel = _load_triton_forward() if self._use_triton(x) else None
-        if kernel is not None:
-            y, ld = kernel(
-                x.reshape(-1, self.dim),
-                **self.stacked_params(),
-                slope=self.slope,
-                scale_shift=self.scale_shift,
-            )
-            return y.reshape(x.shape), ld.reshape(x.shape[:-1])
-        total = x.new_zeros(x.shape[:-1])
-        for block in self.blocks:
-            x, ld = block(x)
-            total = total + ld
-        return x, total
+        return x.reshape(-1, self.dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z -> w with log|det df/dz| per row: (..., D) -> ((..., D), (...))."""
+        rows = self._check(x)
+        use_kernel = backends.resolve(self.backend, x, "flow") == "triton"
+        fn = realnvp_forward
+        if self.training and not self.initialized():
+            self.initialize(rows)  # this batch then runs on torch
+        elif use_kernel and self.depth:
+            fn = _load_triton_forward()
+            if fn is None:
+                raise ValueError("backend triton: the flow kernel is unavailable, use torch")
+        y, ld = fn(
+            rows, *self.stacked_params().values(), slope=self.slope, scale_shift=self.scale_shift
+        )
+        return y.reshape(x.shape), ld.reshape(x.shape[:-1])
 
     def inverse(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """w -> z with the inverse map's log|det| (= -forward's), blocks in reverse order."""
-        if y.shape[-1] != self.dim:
-            raise ValueError(
-                f"RealNVP expects last dimension {self.dim}, got shape {tuple(y.shape)}"
-            )
-        total = y.new_zeros(y.shape[:-1])
-        for block in reversed(self.blocks):
-            y, ld = block.inverse(y)
-            total = total + ld
-        return y, total
+        x, ld = realnvp_inverse(
+            self._check(y),
+            *self.stacked_params().values(),
+            slope=self.slope,
+            scale_shift=self.scale_shift,
+        )
+        return x.reshape(y.shape), ld.reshape(y.shape[:-1])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, depth={self.depth}, hidden={self.hidden}"
+
+
+def _stack_old_blocks(state: dict, prefix: str) -> None:
+    """Rewrite per-block keys (`{prefix}blocks.{k}.coupling.S`, ...) to the stacked layout."""
+    old = f"{prefix}blocks."
+    ks = {int(key[len(old) :].split(".")[0]) for key in state if key.startswith(old)}
+    if not ks:
+        return
+    if ks != set(range(len(ks))):
+        return  # not a complete block list: let load_state_dict report the keys
+    try:
+        per = {
+            n: [state[f"{old}{k}.{suffix}"] for k in range(len(ks))]
+            for n, suffix in _OLD_KEYS.items()
+        }
+    except KeyError:
+        return
+    for k in range(len(ks)):
+        for suffix in _OLD_KEYS.values():
+            del state[f"{old}{k}.{suffix}"]
+    for n in ("W", "A", "a", "log_scale", "bias"):
+        state[prefix + n] = torch.stack(per[n])
+    state[prefix + "ST"] = torch.stack(
+        [torch.cat(p, -1) for p in zip(per["S"], per["T"], strict=True)]
+    )
+    state[prefix + "st0"] = torch.stack(
+        [torch.cat(p, -1) for p in zip(per["s0"], per["t0"], strict=True)]
+    )
+    state[prefix + "actnorm_initialized"] = torch.stack(per["initialized"]).all()
+
+
+__all__ = [
+    "PARAM_NAMES",
+    "RealNVP",
+    "check_params",
+    "param_shapes",
+    "random_orthogonal",
+    "realnvp_forward",
+    "realnvp_inverse",
+]

@@ -230,10 +230,7 @@ class VAE(nn.Module):
             ("posterior_flow", self.posterior_flow),
         ):
             if flow is not None:
-                out += [
-                    (f"{prefix}.blocks.{k}.coupling.A", b.coupling.A)
-                    for k, b in enumerate(flow.blocks)
-                ]
+                out.append((f"{prefix}.A", flow.A))  # coupling Dense[256] kernels (K, Dl, H)
         return out
 
 
