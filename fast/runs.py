@@ -63,7 +63,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is unreadable ({type(e).__name__}): the file is damaged or "
+            "not a vaeprior checkpoint; restore it from a copy, or train the run again "
+            "into a new --out folder"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a {FORMAT} checkpoint")
     return ckpt

@@ -123,7 +123,8 @@ def test_evaluate_errors(synthetic, tmp_path, capsys):
     assert _train(run) == 0
     (run / "checkpoint.pt").write_bytes(b"junk")
     assert main(["evaluate", str(run), "--samples", "2"]) == 2
-    assert "unreadable" in _error(capsys)
+    err = _error(capsys)
+    assert "unreadable" in err and "train the run again into a new --out folder" in err
 
 
 def test_missing_data_names_the_file(tmp_path, capsys, monkeypatch):
@@ -201,3 +202,170 @@ def test_export_refuses_non_dense_models(synthetic, tmp_path, capsys):
     assert main(["train", "--model", "conv", "--out", str(run), *TINY]) == 0
     assert main(["export", str(run), "--out", str(tmp_path / "w.npz")]) == 2
     assert "dense" in _error(capsys).lower() and not (tmp_path / "w.npz").exists()
+
+
+# ---- help, hints, progress ---------------------------------------------------------------------
+
+
+def _parsers():
+    from vaeprior.fast.cli import subcommand_parsers
+
+    return subcommand_parsers()
+
+
+def test_every_option_has_help_and_shows_its_default():
+    """Each subcommand's every action has help; a non-None default appears in it as
+    'default: X'; an option whose default is None says in words what not giving it means."""
+    import argparse
+    import re
+
+    parsers = _parsers()
+    assert {"train", "evaluate", "sample", "export", "plot", "analyze"} <= set(parsers)
+    problems = []
+    for name, parser in parsers.items():
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            label = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            if not action.help or action.help == argparse.SUPPRESS:
+                problems.append(f"{label}: no help")
+                continue
+            text = " ".join(formatter._expand_help(action).split())
+            default = action.default
+            if default is None or default is False or not action.option_strings:
+                # reproduce's options belong to its own module; the rest explain a None default
+                explained = action.required or not action.option_strings or action.nargs == 0
+                if not explained and name != "reproduce" and "default" not in text:
+                    problems.append(f"{label}: default None not explained: {text!r}")
+                continue
+            if not re.search(rf"default: [^)]*{re.escape(str(default))}", text):
+                problems.append(f"{label}: default {default!r} not shown: {text!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_train_help_groups_and_units(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for group in ("model (Appendix B.2):", "data (Appendix B.1):", "schedule", "output:"):
+        assert group in out, group
+    text = " ".join(out.split())
+    assert "--eval-samples S importance samples z ~ q(z|x) per test image" in text
+    assert "(default: 1000)" in text
+    assert "--seed SEED seed of every random draw (default: 0)" in text
+    assert "scales by N/2400 (default: the paper's 2400)" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message", "hint"),
+    [
+        (["train", "--model", "bogus", "--out", "r"], "invalid choice: 'bogus'", "vaeprior train"),
+        (["train"], "the following arguments are required: --out", "vaeprior train"),
+        (["evaluate", "run", "--bogus"], "unrecognized arguments: --bogus", "vaeprior evaluate"),
+        (["evaluate", "run", "--samples", "x"], "invalid int value: 'x'", "vaeprior evaluate"),
+        (["plot", "--out", "c.png"], "required: RUN_DIR", "vaeprior plot"),
+        (["analyze", "run"], "required: --what", "vaeprior analyze"),
+        (["bogus"], "invalid choice: 'bogus'", "vaeprior"),
+        ([], "required: SUBCOMMAND", "vaeprior"),
+    ],
+)
+def test_command_line_mistakes_give_an_error_and_a_hint(capsys, argv, message, hint):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    lines = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and len(lines) == 2, lines
+    assert lines[0].startswith("vaeprior: error: ") and message in lines[0], lines
+    assert lines[1] == f"vaeprior: hint: see `{hint} --help`"
+
+
+@pytest.mark.parametrize(
+    ("argv", "msg"),
+    [
+        (["evaluate", "RUN", "--samples", "0"], "--samples must be >= 1, got 0"),
+        (["analyze", "RUN", "--what", "metrics", "--samples", "0"], "--samples must be >= 1"),
+        (["analyze", "RUN", "--what", "closest-pairs", "--samples", "1"], "--samples must be >= 2"),
+    ],
+)
+def test_bad_sample_counts_are_refused_before_loading(tmp_path, capsys, argv, msg):
+    """The run folder does not exist: the samples check must come before loading it."""
+    argv = [str(tmp_path / "no-run") if a == "RUN" else a for a in argv]
+    assert main(argv) == 2
+    err = _error(capsys)
+    assert msg in err and "not found" not in err
+
+
+def test_no_progress_still_prints_the_summary(synthetic, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(run) == 0  # TINY has --no-progress
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if "NLL" in line]
+    assert len(lines) == 1 and lines[0].startswith(f"{run}: NLL "), out
+    res = json.loads((run / "results.json").read_text())
+    assert f"NLL {res['nll']:.3f}" in lines[0] and "(n=8, S=4)" in lines[0]
+    assert "batch/s" not in err and "it/s" not in err  # no bar
+
+
+def test_progress_prints_the_summary_once(synthetic, tmp_path, capsys):
+    argv = ["train", "--prior", "rnvp", "--out", str(tmp_path / "run")]
+    assert main([*argv, *[a for a in TINY if a != "--no-progress"]]) == 0
+    out, err = capsys.readouterr()
+    assert sum(line.startswith(f"{tmp_path / 'run'}: NLL ") for line in out.splitlines()) == 1
+    assert "epoch 3/3" in err  # the training bar
+
+
+@pytest.mark.parametrize(
+    ("flag", "field", "value"),
+    [
+        (["--lr", "3e-4"], "lr", 3e-4),
+        (["--patience", "2"], "patience", 2),
+        (["--no-early-stop"], "early_stopping", False),
+    ],
+)
+def test_training_options_reach_the_config(synthetic, tmp_path, capsys, flag, field, value):
+    """--lr, --patience and --no-early-stop set their TrainConfig field (saved in config.json);
+    a training module without the field refuses the option in one line."""
+    from dataclasses import fields
+
+    from vaeprior.fast.config import TrainConfig
+
+    run = tmp_path / "run"
+    code = _train(run, *flag)
+    if field in {f.name for f in fields(TrainConfig)}:
+        assert code == 0
+        assert json.loads((run / "config.json").read_text())[field] == value
+        if field == "lr":  # the first phase trains at the given rate
+            first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+            assert first["lr"] == pytest.approx(value)
+    else:
+        assert code == 2 and f"{flag[0]} is not supported" in _error(capsys)
+        assert not run.exists()
+
+
+def test_evaluate_announces_a_long_evaluation(synthetic, tmp_path, capsys, monkeypatch):
+    """With the announcement threshold at 0 s, `vaeprior evaluate` prints the estimate line
+    (also under --no-progress, which hides only the bar), then the summary."""
+    import re
+
+    import vaeprior.fast.evaluation.evaluate as ev
+
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(ev, "ANNOUNCE_ABOVE_S", 0.0)
+    monkeypatch.setattr(ev, "CALIBRATE_S", 0.0)
+    argv = ["evaluate", str(run), "--samples", "5", "--limit", "6", "--backend", "torch"]
+    assert main([*argv, "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    pattern = (
+        r"evaluating 6 test rows x 5 samples: about \d+ s on cpu "
+        r"\(use --limit N or --samples S to shorten\)"
+    )
+    assert [line for line in err.splitlines() if line.strip()] and re.fullmatch(
+        pattern, err.strip()
+    ), err
+    assert "NLL" in out
+    assert main(argv) == 0  # with the bar
+    err = capsys.readouterr().err
+    assert re.search(pattern, err) and "evaluate 6 test rows x 5 samples" in err and "6/6" in err

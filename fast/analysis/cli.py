@@ -8,6 +8,8 @@ per-point arrays too large for JSON).
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,8 @@ from vaeprior.fast.analysis import (
     posterior_stats,
     samples,
 )
+from vaeprior.fast.analysis.common import check_samples
+from vaeprior.fast.evaluation.evaluate import format_duration
 
 ANALYSES = {
     "active-units": active_units.run,  # Table 8
@@ -42,26 +46,73 @@ PLOTTED = {"active-units", "closest-pairs", "samples", "interpolation", "low-pos
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `vaeprior analyze` (registered by the CLI)."""
-    parser.add_argument("run_dir", type=Path, help="run directory written by `vaeprior train`")
+    """Options of `vaeprior analyze` (registered by the CLI), in groups, each with its default."""
     parser.add_argument(
-        "--what", required=True, help=f"comma-separated analyses: {', '.join(ANALYSES)} or all"
+        "run_dir", type=Path, metavar="RUN_DIR", help="run folder written by `vaeprior train`"
     )
-    parser.add_argument("--out", type=Path, default=None, help="output folder (RUN_DIR/analysis)")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N data points")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--samples", type=int, default=1000, help="z samples per x (paper: 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    parser.add_argument("--rows", type=int, default=6, help="samples: grid rows")
-    parser.add_argument("--cols", type=int, default=6, help="samples: grid columns")
-    parser.add_argument("--pairs", type=int, default=5, help="interpolation: training pairs")
-    parser.add_argument("--steps", type=int, default=10, help="interpolation: steps per pair")
-    parser.add_argument("--prior-samples", type=int, default=10000, help="low-posterior: z drawn")
-    parser.add_argument("--keep", type=int, default=100, help="low-posterior: lowest q(z) kept")
-    parser.add_argument("--n-x", type=int, default=1, help="aggregate-kl: binarizations per image")
-    parser.add_argument("--n-z", type=int, default=10, help="aggregate-kl: z per binarized x")
-    parser.add_argument("--no-plot", action="store_true", help="write JSON only, no PNG")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g = parser.add_argument_group("analyses")
+    g.add_argument(
+        "--what",
+        required=True,
+        metavar="A,B,...",
+        help=f"comma-separated analyses: {', '.join(ANALYSES)}, or all",
+    )
+    g.add_argument(
+        "--samples",
+        type=int,
+        default=1000,
+        metavar="S",
+        help="z ~ q(z|x) samples per image (paper: 1000; closest-pairs needs >= 2)",
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use N images spread over each split (default: all: 60,000 training images and "
+        "100,000 test rows on MNIST)",
+    )
+    g = parser.add_argument_group("per-analysis options")
+    g.add_argument("--rows", type=int, default=6, help="samples: grid rows (Fig. 1)")
+    g.add_argument(
+        "--cols", type=int, default=6, help="samples: grid columns, the last the closest image"
+    )
+    g.add_argument("--pairs", type=int, default=5, help="interpolation: training-image pairs")
+    g.add_argument("--steps", type=int, default=10, help="interpolation: steps per pair (Fig. 2)")
+    g.add_argument(
+        "--prior-samples",
+        type=int,
+        default=10000,
+        metavar="N",
+        help="low-posterior: z drawn from the prior (Appendix B.9)",
+    )
+    g.add_argument(
+        "--keep", type=int, default=100, metavar="N", help="low-posterior: lowest-q(z) z kept"
+    )
+    g.add_argument(
+        "--n-x", type=int, default=1, metavar="N", help="aggregate-kl: binarizations per image"
+    )
+    g.add_argument(
+        "--n-z", type=int, default=10, metavar="N", help="aggregate-kl: z per binarized image"
+    )
+    g = parser.add_argument_group("output")
+    g.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the JSON and PNG files (default: RUN_DIR/analysis)",
+    )
+    g.add_argument("--no-plot", action="store_true", help="write JSON only, no PNG")
+    g.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="hide progress bars (the per-analysis lines still print)",
+    )
+    g = parser.add_argument_group("hardware")
+    g.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
 
 
 def parse_what(what: str) -> list[str]:
@@ -122,6 +173,8 @@ def run(args: argparse.Namespace) -> int:
     names = parse_what(args.what)
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    # before the run and the data load: closest-pairs needs two samples for its std
+    check_samples(args.samples, 2 if "closest-pairs" in names else 1)
     out = Path(args.out) if args.out is not None else Path(args.run_dir) / "analysis"
     if not args.no_plot and set(names) & PLOTTED:
         try:
@@ -131,7 +184,11 @@ def run(args: argparse.Namespace) -> int:
     vae, cfg = runs.load_run(args.run_dir, device=args.device)
     out.mkdir(parents=True, exist_ok=True)
     data = AnalysisData(cfg, args.limit)
-    for name in names:
+    for i, name in enumerate(names, 1):
+        if not args.no_progress:
+            print(f"analyze [{i}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
         written = ANALYSES[name](args, vae, cfg, data, out)
-        print(f"{name}: wrote {', '.join(str(p) for p in written)}")
+        seconds = time.perf_counter() - t0
+        print(f"{name}: wrote {', '.join(str(p) for p in written)} ({format_duration(seconds)})")
     return 0

@@ -16,9 +16,12 @@ def metrics(
     limit: int | None = None,
     device: str | None = None,
     backend: str = "auto",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Test elbo, recon, kl, klz|x in the paper's column order (Table 7), from `evaluate_run`."""
-    r = evaluate.evaluate_run(run_dir, samples=samples, limit=limit, backend=backend, device=device)
+    r = evaluate.evaluate_run(
+        run_dir, samples=samples, limit=limit, backend=backend, device=device, progress=progress
+    )
     columns = ("elbo", "recon", "kl", "klzx")
     out = {k: float(r[k]) for k in columns}
     out.update({k: r[k] for k in ("nll", "active_units", "samples", "n") if k in r})
@@ -28,5 +31,11 @@ def metrics(
 
 def run(args, vae, cfg, data, out: Path) -> list[Path]:
     """metrics.json (evaluates the run on its test set)."""
-    r = metrics(args.run_dir, samples=args.samples, limit=args.limit, device=args.device)
+    r = metrics(
+        args.run_dir,
+        samples=args.samples,
+        limit=args.limit,
+        device=args.device,
+        progress=not args.no_progress,
+    )
     return [write_json(out, "metrics", {**r, "table": "Table 7"})]
