@@ -82,10 +82,11 @@ def run_labels(run_dirs: list[str | Path], labels: list[str] | None = None) -> l
 def plot_curves(
     run_dirs: list[str | Path], out: str | Path, labels: list[str] | None = None
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Draw the 2 x 2 training-curve figure of `run_dirs` into the PNG `out`.
+    """Draw the training curves of `run_dirs` into the PNG `out`, one color per run.
 
-    Panels: training ELBO per epoch, validation NLL (or a note when no run validated),
-    warm-up β, learning rate (log scale). Returns {label: training_curves(run)}, the plotted data.
+    Panels: training ELBO per epoch, validation NLL (only when some run validated: 2 x 2, else
+    1 x 3), warm-up β, learning rate (log scale). Returns {label: training_curves(run)}, the
+    plotted data.
     """
     if not run_dirs:
         raise ValueError("vaeprior plot needs at least one run folder")
@@ -95,32 +96,28 @@ def plot_curves(
         raise ValueError(str(e).replace(" (or pass --no-plot)", "")) from None
     names = run_labels(run_dirs, labels)
     curves = {name: training_curves(run) for name, run in zip(names, run_dirs, strict=True)}
+    validated = any(len(c["val_nll"]) for c in curves.values())
     plt = plots._pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
-    (ax_elbo, ax_nll), (ax_beta, ax_lr) = axes
+    if validated:  # 2 x 2: ELBO, validation NLL / beta, learning rate
+        fig, grid = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+        ax_elbo, ax_nll, ax_beta, ax_lr = grid.ravel()
+    else:  # no run validated (early stopping is for StaticMNIST and PixelVAE): 1 x 3
+        fig, grid = plt.subplots(1, 3, figsize=(13, 3.6), sharex=True)
+        (ax_elbo, ax_beta, ax_lr), ax_nll = grid, None
     for i, (name, c) in enumerate(curves.items()):
         color = f"C{i % 10}"
         ax_elbo.plot(c["epoch"], c["elbo"], color=color, label=name)
-        if len(c["val_nll"]):
+        if ax_nll is not None and len(c["val_nll"]):
             ax_nll.plot(c["val_epoch"], c["val_nll"], "o-", color=color, ms=3, label=name)
         ax_beta.plot(c["epoch"], c["beta"], color=color, label=name)
+        # epoch e spans (e-1, e]: its rate holds up to x = e
         ax_lr.plot(c["epoch"], c["lr"], color=color, label=name, drawstyle="steps-pre")
-    ax_elbo.set(ylabel="training ELBO (nats)", title="ELBO per epoch (β = 1)")
-    ax_nll.set(ylabel="validation NLL (nats)", title="validation NLL (100 samples)")
-    if not any(len(c["val_nll"]) for c in curves.values()):
-        ax_nll.text(
-            0.5,
-            0.5,
-            "no validation NLL recorded\n(runs validate only with early stopping:\n"
-            "StaticMNIST and PixelVAE, Appendix B.3)",
-            ha="center",
-            va="center",
-            transform=ax_nll.transAxes,
-            color="0.4",
-        )
-    ax_beta.set(xlabel="epoch", ylabel="β", title="KL warm-up β (end of epoch)")
+    ax_elbo.set(xlabel="epoch", ylabel="training ELBO (nats)", title="ELBO per epoch (β = 1)")
+    if ax_nll is not None:
+        ax_nll.set(ylabel="validation NLL (nats)", title="validation NLL (100 samples)")
+    ax_beta.set(xlabel="epoch", ylabel="β", title="KL warm-up β (end of epoch)", ylim=(0, 1.05))
     ax_lr.set(xlabel="epoch", ylabel="learning rate", title="Adam learning rate", yscale="log")
-    for ax in axes.ravel():
+    for ax in grid.ravel():
         ax.grid(alpha=0.3)
     ax_elbo.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
