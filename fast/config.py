@@ -14,6 +14,9 @@ from vaeprior.reference.config import VAEConfig
 from vaeprior.reference.data import DATASETS, SPLITS
 
 MODELS = ("dense", "conv", "resnet", "pixel")
+# PixelVAE decoder variants (`vaeprior.fast.models.networks.pixelcnn`): "paper" is Appendix B.2's
+# PixelCNN[...] on Concat[x, h~(z)]; "gated" adds gated blocks and h~(z) at every layer.
+PIXELCNNS = ("paper", "gated")
 # Appendix B.2: 40 latent dimensions on (Static)MNIST, 64 on FashionMNIST and Omniglot.
 DEFAULT_Z_DIM = {"mnist": 40, "static-mnist": 40, "fashion-mnist": 64, "omniglot": 64}
 
@@ -26,10 +29,13 @@ class ModelConfig(VAEConfig):
 
     model: str = "dense"  # dense | conv | resnet | pixel: DenseVAE, ConvVAE, ResnetVAE, PixelVAE
     dropout: float = 0.5  # PixelCNN layers only (Appendix B.2)
+    pixelcnn: str = "paper"  # PixelVAE decoder variant (PIXELCNNS); other models ignore it
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}: choose one of {MODELS}")
+        if self.pixelcnn not in PIXELCNNS:
+            raise ValueError(f"unknown pixelcnn {self.pixelcnn!r}: choose one of {PIXELCNNS}")
         super().__post_init__()
         if self.z_dim < 2:
             raise ValueError(f"z_dim must be >= 2 (the coupling layer splits z), got {self.z_dim}")
@@ -53,12 +59,16 @@ class ModelConfig(VAEConfig):
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """The config saved by `to_dict`. A PixelVAE saved before the `pixelcnn` field existed
+        was trained with the gated decoder, and loads as such."""
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
             raise ValueError(
                 f"unknown model config keys {sorted(unknown)}: checkpoint from another version?"
             )
+        if d.get("model") == "pixel" and "pixelcnn" not in d:
+            d = {**d, "pixelcnn": "gated"}
         return cls(**d)
 
 

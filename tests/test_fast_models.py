@@ -7,6 +7,7 @@ import torch
 
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.models.networks.conv import ConvStack
+from vaeprior.fast.models.networks.pixelcnn import GatedPixelCNN, PixelCNN, PixelCNNLayer
 from vaeprior.fast.models.networks.resnet import ResBlock
 from vaeprior.fast.models.vae import build_vae
 
@@ -81,10 +82,14 @@ def test_conv_stack_is_the_only_conv_layer_type_in_convvae() -> None:
     assert not any(isinstance(m, ResBlock) for m in vae.modules())
 
 
-def test_pixelvae_logits_are_causal() -> None:
+PIXELCNNS = ("paper", "gated")
+
+
+@pytest.mark.parametrize("pixelcnn", PIXELCNNS)
+def test_pixelvae_logits_are_causal(pixelcnn: str) -> None:
     """Logit k depends only on pixels < k (raster order): autograd and pixel flips (eval mode)."""
     torch.manual_seed(1)
-    vae = build_vae(ModelConfig(model="pixel", z_dim=8)).double().eval()
+    vae = build_vae(ModelConfig(model="pixel", z_dim=8, pixelcnn=pixelcnn)).double().eval()
     z = torch.randn(1, 1, 8, dtype=torch.float64)
     x = batch(1, seed=2).double().requires_grad_(True)
     logits = vae.decoder_logits(z, x)[0, 0]  # (784,)
@@ -122,11 +127,12 @@ def test_pixelvae_repeats_x_sample_major() -> None:
         vae.decoder_logits(z)
 
 
-def test_pixelvae_autoregressive_sample_is_a_fixed_point_of_its_logits() -> None:
+@pytest.mark.parametrize("pixelcnn", PIXELCNNS)
+def test_pixelvae_autoregressive_sample_is_a_fixed_point_of_its_logits(pixelcnn: str) -> None:
     """x_k = [u_k < sigmoid(l_k(x_<k))] for every k: the full causal forward on the final sample
     reproduces each decision (checks the row-window sampler against the plain forward)."""
     torch.manual_seed(3)
-    vae = build_vae(ModelConfig(model="pixel", z_dim=6)).eval()
+    vae = build_vae(ModelConfig(model="pixel", z_dim=6, pixelcnn=pixelcnn)).eval()
     z = torch.randn(1, 6)
     x = vae.sample_x(z, generator=torch.Generator().manual_seed(5))
     u = torch.rand(1, 784, generator=torch.Generator().manual_seed(5))
@@ -136,10 +142,11 @@ def test_pixelvae_autoregressive_sample_is_a_fixed_point_of_its_logits() -> None
     assert torch.equal(x, (u < torch.sigmoid(logits)).float())
 
 
-def test_pixelcnn_row_window_equals_the_full_forward() -> None:
+@pytest.mark.parametrize("pixelcnn", PIXELCNNS)
+def test_pixelcnn_row_window_equals_the_full_forward(pixelcnn: str) -> None:
     """The sampler's window of `rows_above` rows gives exactly the full forward's row."""
     torch.manual_seed(7)
-    vae = build_vae(ModelConfig(model="pixel", z_dim=6)).double().eval()
+    vae = build_vae(ModelConfig(model="pixel", z_dim=6, pixelcnn=pixelcnn)).double().eval()
     pixel = vae.decoder.pixel
     h = vae.decoder.trunk(torch.randn(2, 6, dtype=torch.float64)).detach()  # (2, 32, 28, 28)
     x = batch(2, seed=8).double().reshape(2, 1, 28, 28)
@@ -149,6 +156,62 @@ def test_pixelcnn_row_window_equals_the_full_forward() -> None:
             torch.testing.assert_close(pixel.row(x, h, i), full[:, :, i], atol=1e-12, rtol=0)
         pixel.rows_above = 2  # too small a window must show (so the test can fail)
         assert (pixel.row(x, h, 20) - full[:, :, 20]).abs().max() > 1e-6
+
+
+def test_paper_pixelcnn_is_appendix_b2s_form() -> None:
+    """Concat[x, h~(z)] -> PixelCNN[28x28x33 -> 28x28x33 -> 28x28x33]: three 33 -> 33 layers of
+    (2,3) / (2,2) shifted convolutions and a 1x1 vertical-to-horizontal route; h~(z) (32
+    channels) enters only through the concatenated input; no gates."""
+    vae = build_vae(ModelConfig(model="pixel", z_dim=6))
+    pixel = vae.decoder.pixel
+    assert isinstance(pixel, PixelCNN) and len(pixel.layers) == 3 and pixel.channels == 33
+    convs = [m for m in pixel.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 3 * 5
+    assert all(c.in_channels == c.out_channels == 33 for c in convs)  # no route from h~(z)
+    kernels = sorted(c.kernel_size for c in convs)
+    assert kernels == [(1, 1)] * 3 + [(2, 2)] * 6 + [(2, 3)] * 6
+    assert vae.decoder.out.in_channels == 33
+    gated = build_vae(ModelConfig(model="pixel", z_dim=6, pixelcnn="gated")).decoder.pixel
+    assert isinstance(gated, GatedPixelCNN)
+    assert sum(isinstance(m, torch.nn.Conv2d) and m.in_channels == 32 for m in gated.modules()) == 6
+
+
+def test_paper_pixelcnn_layer_by_hand() -> None:
+    """One layer against its formula, with hand-made shifted convolutions (F.conv2d + F.pad)."""
+    torch.manual_seed(9)
+    layer = PixelCNNLayer(3, dropout=0.5).double().eval()
+    v, h = torch.randn(2, 2, 3, 5, 6, dtype=torch.float64)  # (N, C, H, W) each
+
+    def conv(c, t, pad):  # pad = (left, right, top, bottom)
+        c = getattr(c, "conv", c)  # the Conv2d inside a shifted conv
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(t, pad), c.weight, c.bias)
+
+    def act(t):
+        return torch.nn.functional.leaky_relu(t, 0.2)
+
+    v_new = v + conv(layer.v_conv1, act(conv(layer.v_conv0, act(v), (1, 1, 1, 0))), (1, 1, 1, 0))
+    r = act(conv(layer.h_conv0, act(h), (1, 0, 1, 0))) + conv(layer.nin, v_new, (0, 0, 0, 0))
+    h_new = h + conv(layer.h_conv1, act(r), (1, 0, 1, 0))
+    with torch.no_grad():
+        got_v, got_h = layer(v, h)
+    torch.testing.assert_close(got_v, v_new, atol=1e-12, rtol=0)
+    torch.testing.assert_close(got_h, h_new, atol=1e-12, rtol=0)
+
+
+def test_old_pixelvae_configs_load_as_the_gated_variant() -> None:
+    """A config.json written before `pixelcnn` existed was trained with the gated decoder."""
+    torch.manual_seed(10)
+    old_vae = build_vae(ModelConfig(model="pixel", z_dim=6, pixelcnn="gated"))
+    old = {k: v for k, v in old_vae.cfg.to_dict().items() if k != "pixelcnn"}
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.pixelcnn == "gated"
+    build_vae(cfg).load_state_dict(old_vae.state_dict(), strict=True)
+    new = ModelConfig(model="pixel", z_dim=6)
+    assert new.pixelcnn == "paper" and ModelConfig.from_dict(new.to_dict()) == new
+    dense = {k: v for k, v in ModelConfig().to_dict().items() if k != "pixelcnn"}
+    assert ModelConfig.from_dict(dense) == ModelConfig()
+    with pytest.raises(ValueError, match="unknown pixelcnn 'masked'"):
+        ModelConfig(model="pixel", pixelcnn="masked")
 
 
 def test_dense_sample_x_follows_the_bernoulli_means() -> None:
@@ -161,15 +224,18 @@ def test_dense_sample_x_follows_the_bernoulli_means() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "prior", "posterior"),
-    [("dense", "rnvp", "rnvp"), ("conv", "gaussian", "gaussian"), ("resnet", "rnvp", "gaussian"),
-     ("pixel", "gaussian", "gaussian")],
+    ("model", "prior", "posterior", "pixelcnn"),
+    [("dense", "rnvp", "rnvp", "paper"), ("conv", "gaussian", "gaussian", "paper"),
+     ("resnet", "rnvp", "gaussian", "paper"), ("pixel", "gaussian", "gaussian", "paper"),
+     ("pixel", "gaussian", "gaussian", "gated")],
 )  # fmt: skip
 def test_adam_steps_reduce_the_loss_on_a_fixed_batch(
-    model: str, prior: str, posterior: str
+    model: str, prior: str, posterior: str, pixelcnn: str
 ) -> None:
     torch.manual_seed(5)
-    cfg = ModelConfig(model=model, z_dim=8, prior=prior, posterior=posterior, flow_depth=2)
+    cfg = ModelConfig(
+        model=model, z_dim=8, prior=prior, posterior=posterior, flow_depth=2, pixelcnn=pixelcnn
+    )
     vae = build_vae(cfg)
     x, eps = batch(2, seed=6), torch.randn(4, 2, 8)  # S = 4: ActNorm init needs > 2 rows
 

@@ -21,6 +21,7 @@ from vaeprior.fast.models.networks import (
     ConvDecoderTrunk,
     ConvEncoderTrunk,
     DenseTrunk,
+    GatedPixelCNN,
     PixelCNN,
     resnet_decoder_trunk,
     resnet_encoder_trunk,
@@ -46,7 +47,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """p(x|z) = Bernoulli(logits = out(h_theta(z))); PixelVAE adds PixelCNN on Concat[x, h]."""
 
-    def __init__(self, trunk: nn.Module, out: nn.Module, pixel: PixelCNN | None = None) -> None:
+    def __init__(
+        self, trunk: nn.Module, out: nn.Module, pixel: PixelCNN | GatedPixelCNN | None = None
+    ) -> None:
         super().__init__()
         self.trunk, self.out, self.pixel = trunk, out, pixel
 
@@ -255,7 +258,8 @@ def _networks(cfg: ModelConfig) -> tuple[Encoder, Decoder]:
     enc = Encoder(resnet_encoder_trunk(s), X_DIM, z)
     if cfg.model == "resnet":
         return enc, Decoder(resnet_decoder_trunk(z, s), nn.Conv2d(32, 1, 1))
-    pixel = PixelCNN(32, 3, cfg.dropout, s)
+    pixel_cls = PixelCNN if cfg.pixelcnn == "paper" else GatedPixelCNN
+    pixel = pixel_cls(32, 3, cfg.dropout, s)
     return enc, Decoder(resnet_decoder_trunk(z, s), nn.Conv2d(pixel.channels, 1, 1), pixel)
 
 

@@ -2,7 +2,7 @@
 
 from vaeprior.fast.models.networks.conv import ConvDecoderTrunk, ConvEncoderTrunk
 from vaeprior.fast.models.networks.dense import DenseTrunk
-from vaeprior.fast.models.networks.pixelcnn import PixelCNN
+from vaeprior.fast.models.networks.pixelcnn import GatedPixelCNN, PixelCNN
 from vaeprior.fast.models.networks.resnet import (
     ResBlock,
     resnet_decoder_trunk,
@@ -13,6 +13,7 @@ __all__ = [
     "ConvDecoderTrunk",
     "ConvEncoderTrunk",
     "DenseTrunk",
+    "GatedPixelCNN",
     "PixelCNN",
     "ResBlock",
     "resnet_decoder_trunk",
