@@ -17,6 +17,7 @@ from vaeprior.fast.models.distributions import (
     unit_gaussian_log_prob,
 )
 from vaeprior.fast.models.flows import RealNVP
+from vaeprior.fast.models.init import glorot_init_
 from vaeprior.fast.models.networks import (
     ConvDecoderTrunk,
     ConvEncoderTrunk,
@@ -264,10 +265,16 @@ def _networks(cfg: ModelConfig) -> tuple[Encoder, Decoder]:
 
 
 def build_vae(cfg: ModelConfig) -> VAE:
-    """The model of `cfg` (Appendix B.2), float32 on CPU; `.to(device, dtype)` it as needed."""
+    """The model of `cfg` (Appendix B.2), float32 on CPU; `.to(device, dtype)` it as needed.
+
+    Encoder and decoder start Glorot-uniform with zero biases (`vaeprior.fast.models.init`), as
+    the NumPy reference and the authors' library do; the flows keep their own initialisation.
+    """
     if not isinstance(cfg, ModelConfig):
         raise TypeError(f"build_vae needs a ModelConfig, got {type(cfg).__name__}")
     enc, dec = _networks(cfg)
+    glorot_init_(enc)
+    glorot_init_(dec)
     return VAE(cfg, enc, dec, _flow(cfg, cfg.prior), _flow(cfg, cfg.posterior))
 
 
