@@ -93,6 +93,11 @@ class TrainConfig:
     m_epochs: int | None = None  # M of Algorithm B.1 (None: 100 or 400, scaled)
     base_run: str | None = None  # standard run whose q and p(x|z) post-hoc training reuses
     train_limit: int | None = None  # only the first N training images
+    lr: float | None = None  # None: the paper's (1e-3 first, StaticMNIST 1e-4); else scales all
+    # Early stopping on validation NLL (Appendix B.3: StaticMNIST and PixelVAE runs only).
+    # False: no validation, no early stop, no best-weights restore (the final weights are kept).
+    early_stopping: bool = True
+    patience: int | None = None  # validations without improvement (None: DEFAULT_PATIENCE)
 
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
@@ -101,7 +106,7 @@ class TrainConfig:
             raise TypeError(f"model must be a ModelConfig, got {type(self.model).__name__}")
         if self.eval_split not in SPLITS:
             raise ValueError(f"unknown split {self.eval_split!r}: choose one of {SPLITS}")
-        for name in ("epochs", "batch_size", "eval_limit", "train_limit"):
+        for name in ("epochs", "batch_size", "eval_limit", "train_limit", "patience"):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
@@ -126,6 +131,7 @@ class TrainConfig:
             iterations=self.iterations,
             m_epochs=self.m_epochs,
             skip_standard=self.base_run is not None,
+            lr=self.lr,
         )
 
     def to_dict(self) -> dict:

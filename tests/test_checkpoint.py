@@ -59,7 +59,7 @@ def test_train_config_round_trip():
     )
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown train config keys"):
-        TrainConfig.from_dict({**cfg.to_dict(), "lr": 1})
+        TrainConfig.from_dict({**cfg.to_dict(), "momentum": 1})
     assert cfg.effective_batch_size == 128
     assert TrainConfig(dataset="mnist", model=tiny_model(model="pixel")).effective_batch_size == 64
 

@@ -279,3 +279,196 @@ def test_end_to_end_real_mnist_beats_untrained(data_dir, tmp_path):
     assert torch.isfinite(torch.tensor(res["nll"])) and res["nll"] < before - 50
     assert res["klzx"] >= 0  # LogMeanExp >= mean on the same samples (Jensen)
     print(f"trained NLL {res['nll']:.2f} vs untrained {before:.2f}")
+
+
+# ---- early stopping (Appendix B.3) and Algorithm B.1's whole process ------------------------
+
+
+def _scripted(monkeypatch, nlls: dict[int, float]) -> list[int]:
+    """Replace the validation NLL by `nlls[epoch]`; returns the epochs validated."""
+    seen: list[int] = []
+
+    def validate(vae, data, cfg, phase, epoch):
+        seen.append(epoch)
+        return nlls[epoch]
+
+    monkeypatch.setattr(ftrain, "_validate", validate)
+    return seen
+
+
+def _snapshots(monkeypatch, run) -> dict:
+    snaps: dict = {}
+    monkeypatch.setattr(ftrain, "_epoch_hook", lambda e: snaps.__setitem__(e, _state(run)))
+    return snaps
+
+
+def _lines(run):
+    return [json.loads(s) for s in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# StaticMNIST at --epochs 8: phases of 5 (lr 1e-4) and 3 (lr 1e-5) epochs, validation every epoch.
+# Best at epoch 2, then three validations without improvement.
+WORSENING = {1: 10.0, 2: 9.0, 3: 9.5, 4: 9.6, 5: 9.7, 6: 1.0, 7: 1.0, 8: 1.0}
+
+
+def _static(synthetic, **kw) -> TrainConfig:
+    synthetic(dynamic=False)
+    return _cfg(dataset="static-mnist", epochs=8, **kw)
+
+
+def test_early_stopping_stops_after_patience_validations(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    seen = _scripted(monkeypatch, WORSENING)
+    snaps = _snapshots(monkeypatch, run)
+    res = train(_static(synthetic, patience=3), run, progress=False)
+    assert seen == [1, 2, 3, 4, 5]
+    lines = _lines(run)
+    assert [m["epoch"] for m in lines] == [1, 2, 3, 4, 5]
+    assert {m["phase"] for m in lines} == {"joint@lr0.0001"}  # the 1e-5 step never ran
+    stop = lines[-1]["early_stop"]
+    assert stop == {
+        "scope": "joint",
+        "epoch": 5,
+        "reason": "validation NLL did not improve for 3 validations (3 epochs): "
+        "best 9.0000 at epoch 2",
+        "best_epoch": 2,
+        "skipped_epochs": 3,
+    }
+    assert lines[-1]["restored_best"] == 2
+    assert all("early_stop" not in m and "restored_best" not in m for m in lines[:-1])
+    assert res["epochs"] == 5 and res["schedule_epochs"] == 8 and res["early_stops"] == [stop]
+    assert res["best"] == {"scope": "joint", "epoch": 2, "nll": 9.0}
+    final = _state(run)
+    assert _same(final, snaps[2]) and not _same(final, snaps[4])  # the best weights, restored
+    assert sorted(snaps) == [1, 2, 3, 4, 8]  # the hook sees the schedule position: 5 -> 8
+    st = load_checkpoint(run / "checkpoint.pt")["state"]
+    assert (st["epoch"], st["trained"], st["bad"]) == (8, 5, 3)
+
+
+def test_a_longer_patience_does_not_stop(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    _scripted(monkeypatch, WORSENING)
+    snaps = _snapshots(monkeypatch, run)
+    res = train(_static(synthetic, patience=4), run, progress=False)
+    lines = _lines(run)
+    assert [m["epoch"] for m in lines] == list(range(1, 9))
+    assert all("early_stop" not in m for m in lines) and res["early_stops"] == []
+    assert res["epochs"] == 8 and res["best"]["epoch"] == 6
+    assert lines[-1]["restored_best"] == 6  # the run's end restores its best weights
+    assert _same(_state(run), snaps[6])
+
+
+def test_early_stopping_off_never_validates(synthetic, tmp_path, monkeypatch):
+    run = tmp_path / "r"
+    seen = _scripted(monkeypatch, WORSENING)
+    snaps = _snapshots(monkeypatch, run)
+    res = train(_static(synthetic, patience=1, early_stopping=False), run, progress=False)
+    assert seen == [] and not (run / "best.pt").exists()
+    assert all("val_nll" not in m for m in _lines(run))
+    assert res["epochs"] == 8 and res["best"] is None
+    assert _same(_state(run), snaps[8])  # the final weights are kept
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 3])
+def test_kill_and_resume_across_a_validation(synthetic, tmp_path, monkeypatch, checkpoint_every):
+    """Killed after epoch 4 (two validations without improvement): the resumed run keeps its
+    patience counter and best, stops after epoch 5 and ends bit-identical to an unkilled run.
+    With checkpoint_every=3 it resumes from epoch 3 and validates epoch 4 again."""
+    cfg = _static(synthetic, patience=3, checkpoint_every=checkpoint_every)
+    _scripted(monkeypatch, WORSENING)
+    full = train(cfg, tmp_path / "a", progress=False)
+
+    def kill(epochs_done):
+        if epochs_done == 4:
+            raise Killed
+
+    monkeypatch.setattr(ftrain, "_epoch_hook", kill)
+    with pytest.raises(Killed):
+        train(cfg, tmp_path / "b", progress=False)
+    st = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["state"]
+    want = (4, 2) if checkpoint_every == 1 else (3, 1)
+    assert (st["epoch"], st["bad"]) == want and st["best"]["epoch"] == 2
+    monkeypatch.setattr(ftrain, "_epoch_hook", lambda e: None)
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    assert _same(_state(tmp_path / "a"), _state(tmp_path / "b"))
+    assert resumed["nll"] == full["nll"] and resumed["early_stops"] == full["early_stops"]
+    assert resumed["epochs"] == 5
+
+    def strip(lines):
+        return [{k: v for k, v in m.items() if k != "seconds"} for m in lines]
+
+    assert strip(_lines(tmp_path / "b")) == strip(_lines(tmp_path / "a"))
+
+
+def test_iterative_keeps_the_best_weights_of_the_whole_process(synthetic, tmp_path, monkeypatch):
+    """Algorithm B.1: one best over Iterations 1b..Ib, not one per sub-phase; Iteration 1a (the
+    standard VAE, unit prior) keeps its own best."""
+    synthetic(dynamic=False)
+    run = tmp_path / "r"
+    # standard 2 + 1 epochs, iter1b 2 epochs (4, 5), iter2a 6, iter2b 7, iter3a 8, iter3b 9
+    nlls = {1: 100.0, 2: 90.0, 3: 95.0, 4: 50.0, 5: 40.0, 6: 45.0, 7: 46.0, 8: 47.0, 9: 48.0}
+    _scripted(monkeypatch, nlls)
+    snaps = _snapshots(monkeypatch, run)
+    cfg = _cfg(dataset="static-mnist", strategy="iterative", epochs=3, iterations=3, m_epochs=1)
+    res = train(cfg, run, progress=False)
+    restored = {m["epoch"]: m["restored_best"] for m in _lines(run) if "restored_best" in m}
+    assert restored == {3: 2, 9: 5}  # not at the ends of iter1b (5), iter2a (6), iter2b (7), ...
+    assert _same(snaps[3], snaps[2])  # 1a ended on its best weights
+    assert _same(_state(run), snaps[5]) and not _same(snaps[5], snaps[8])
+    assert res["best"] == {"scope": "iterative", "epoch": 5, "nll": 40.0}
+    assert res["epochs"] == 9 and res["early_stops"] == []
+
+
+def test_iterative_early_stop_ends_the_whole_process(synthetic, tmp_path, monkeypatch):
+    synthetic(dynamic=False)
+    nlls = {1: 100.0, 2: 90.0, 3: 95.0, 4: 50.0, 5: 40.0, 6: 45.0, 7: 46.0, 8: 47.0, 9: 48.0}
+    _scripted(monkeypatch, nlls)
+    cfg = _cfg(
+        dataset="static-mnist", strategy="iterative", epochs=3, iterations=3, m_epochs=1,
+        patience=2,
+    )  # fmt: skip
+    res = train(cfg, tmp_path / "r", progress=False)
+    (stop,) = res["early_stops"]
+    assert (stop["scope"], stop["epoch"], stop["best_epoch"], stop["skipped_epochs"]) == (
+        "iterative", 7, 5, 2,
+    )  # fmt: skip
+    assert [m["epoch"] for m in _lines(tmp_path / "r")] == list(range(1, 8))
+    assert res["epochs"] == 7
+
+
+def test_train_prints_the_schedule_first(synthetic, tmp_path, capsys):
+    cfg = _cfg(epochs=1)
+    train(cfg, tmp_path / "r", progress=True)
+    out = capsys.readouterr().out
+    lines = ftrain.schedule_lines(cfg)
+    assert out.startswith("\n".join(lines) + "\n")
+    assert (
+        "--epochs 1 scales the paper's 2400-epoch schedule by 1/2400; every phase keeps >= 1 "
+        "epoch, so 3 epochs run" in out
+    )
+    assert lines[-1] == "  early stopping: off (the final weights are kept)"  # MNIST DenseVAE
+
+
+def test_effective_patience_and_config_checks():
+    assert ftrain.effective_patience(_cfg()) is None  # MNIST DenseVAE: no early stopping
+    assert ftrain.effective_patience(_cfg(dataset="static-mnist")) == 10
+    assert ftrain.effective_patience(_cfg(model=tiny_model(model="pixel"))) == 10
+    assert ftrain.effective_patience(_cfg(dataset="static-mnist", patience=3)) == 3
+    assert ftrain.effective_patience(_cfg(dataset="static-mnist", early_stopping=False)) is None
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        _cfg(patience=0)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        _cfg(lr=-1.0)
+    assert [p.lr for p in _cfg(lr=2e-3).phases()] == pytest.approx([2e-3, 2e-4, 2e-5])
+
+
+def test_run_state_of_an_older_checkpoint():
+    st = ftrain.RunState.from_saved(
+        {"epoch": 6, "best": {"stage": "iter2a", "epoch": 5, "nll": 1.5}, "seconds": 2.0}
+    )
+    assert (st.epoch, st.trained, st.bad, st.stops) == (6, 6, 0, [])
+    assert st.best == {"scope": "iterative", "epoch": 5, "nll": 1.5}

@@ -1,18 +1,26 @@
 """Training runs (Appendix B.3, Algorithm B.1): execute a `schedule.build_schedule` phase list.
 
 One Adam optimizer over all parameters (frozen groups get no gradient, so Adam leaves them and
-their moments untouched); one z per x; β warm-up; L2 on `vae.l2_parameters()`; early stopping
-on validation NLL (100 samples) for StaticMNIST and PixelVAE, restoring the best weights of each
-stage at its end. Everything random draws from one seeded `torch.Generator` (plus torch's
-global RNG for dropout), both saved in checkpoints, so `resume=True` continues bit-identically
-on CPU.
+their moments untouched); one z per x; β warm-up; L2 on `vae.l2_parameters()`. Everything random
+draws from one seeded `torch.Generator` (plus torch's global RNG for dropout), both saved in
+checkpoints, so `resume=True` continues bit-identically on CPU.
+
+Early stopping (Appendix B.3, StaticMNIST and PixelVAE; `TrainConfig.early_stopping`): the
+validation NLL (100 samples) is computed every `schedule.validation_every` epochs and at the end
+of every early-stopping scope (`schedule.Phase.scope`). The best weights of the scope are kept in
+best.pt; after `patience` validations without improvement the scope stops: its best weights are
+restored and training skips to the next scope (or ends). At a scope's end the best weights are
+restored too. Iterations 1b..Ib of Algorithm B.1 are one scope, so their best weights are those
+of the whole process. metrics.jsonl says so on the epoch's line: `val_nll` for a validation,
+`restored_best` (the epoch whose weights were restored) and `early_stop` (scope, reason, best
+epoch, epochs skipped). The patience counter and the best are part of the checkpoint.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -35,6 +43,7 @@ from vaeprior.fast.runs import (
     FORMAT,
     METRICS,
     RESULTS,
+    CheckpointError,
     atomic_save,
     atomic_write_json,
     load_checkpoint,
@@ -55,9 +64,47 @@ class TrainingError(RuntimeError):
 class RunState:
     """Position in the schedule and early-stopping memory (saved in the checkpoint)."""
 
-    epoch: int = 0  # epochs completed
-    best: dict | None = None  # {"stage", "epoch", "nll"} of best.pt
+    epoch: int = 0  # position in the schedule: epochs trained or skipped by early stopping
+    trained: int = 0  # epochs trained
+    best: dict | None = None  # {"scope", "epoch", "nll"} of best.pt (the current scope's)
+    bad: int = 0  # validations since the best without improvement (the patience counter)
+    stops: list[dict] = field(default_factory=list)  # early stops, as in metrics.jsonl
     seconds: float = 0.0
+
+    @classmethod
+    def from_saved(cls, d: dict) -> RunState:
+        """The state of a checkpoint, also one written before early stopping could stop."""
+        d = {k: v for k, v in d.items() if k in {f.name for f in fields(cls)}}
+        d.setdefault("trained", d.get("epoch", 0))
+        best = d.get("best")
+        if best is not None and "scope" not in best:  # then the scope was named "stage"
+            stage = best.get("stage", "")
+            scope = "iterative" if stage.startswith("iter") else stage
+            d["best"] = {"scope": scope, "epoch": best["epoch"], "nll": best["nll"]}
+        return cls(**d)
+
+
+def effective_patience(cfg: TrainConfig) -> int | None:
+    """Validations without improvement before a scope stops; None when `cfg` does not stop
+    early (`early_stopping` off, or neither StaticMNIST nor PixelVAE: Appendix B.3)."""
+    if not (cfg.early_stopping and sch.uses_early_stopping(cfg.dataset, cfg.model.model)):
+        return None
+    return sch.DEFAULT_PATIENCE if cfg.patience is None else cfg.patience
+
+
+def schedule_lines(cfg: TrainConfig) -> list[str]:
+    """The effective schedule of `cfg`, as `train` prints it when it starts."""
+    patience = effective_patience(cfg)
+    return sch.describe(
+        cfg.phases(),
+        cfg.epochs,
+        strategy=cfg.strategy,
+        dataset=cfg.dataset,
+        lr=cfg.lr,
+        m_epochs=cfg.m_epochs if cfg.strategy == "iterative" else None,
+        validate_every=None if patience is None else sch.validation_every(cfg.epochs),
+        patience=patience,
+    )
 
 
 # ---- one epoch -------------------------------------------------------------------------------
@@ -148,23 +195,68 @@ def _validate(vae: VAE, data: DeviceData, cfg: TrainConfig, phase: sch.Phase, ep
 
 
 def _early_stopping(
-    out: Path, vae: VAE, data: DeviceData, cfg: TrainConfig, phases, i: int, pe: int, st: RunState
-) -> float | None:
-    """Validate when due; keep best.pt per stage; restore it at the stage's end if better."""
+    out: Path,
+    vae: VAE,
+    data: DeviceData,
+    cfg: TrainConfig,
+    phases: list[sch.Phase],
+    i: int,
+    st: RunState,
+    patience: int,
+) -> dict:
+    """Validate when due and apply early stopping after epoch `st.epoch` (phase `i`).
+
+    Returns the fields for the epoch's metrics line (empty when no validation was due). On a
+    stop, `st.epoch` jumps to the end of the scope.
+    """
     phase = phases[i]
-    stage_end = pe + 1 == phase.epochs and (
-        i + 1 == len(phases) or phases[i + 1].stage != phase.stage
-    )
-    if not stage_end and (st.epoch % sch.validation_every(cfg.epochs)) != 0:
-        return None
+    end = sch.scope_end(phases, i)
+    at_end = st.epoch == end
+    if not at_end and st.epoch % sch.validation_every(cfg.epochs) != 0:
+        return {}
     nll = _validate(vae, data, cfg, phase, st.epoch)
-    best = st.best if st.best and st.best["stage"] == phase.stage else None
+    line: dict = {"val_nll": nll}
+    best = st.best if st.best is not None and st.best["scope"] == phase.scope else None
     if best is None or nll < best["nll"]:
-        atomic_save({"format": FORMAT, "model": vae.state_dict()}, out / BEST)
-        st.best = {"stage": phase.stage, "epoch": st.epoch, "nll": nll}
-    elif stage_end:
-        load_model_state(vae, load_checkpoint(out / BEST)["model"], out / BEST)
-    return nll
+        st.best = {"scope": phase.scope, "epoch": st.epoch, "nll": nll}
+        st.bad = 0
+        atomic_save({"format": FORMAT, "model": vae.state_dict(), "best": st.best}, out / BEST)
+        return line
+    st.bad += 1
+    stop = not at_end and st.bad >= patience
+    if not (stop or at_end):
+        return line
+    _restore_best(out, vae, best)
+    line["restored_best"] = best["epoch"]
+    if stop:
+        every = sch.validation_every(cfg.epochs)
+        event = {
+            "scope": phase.scope,
+            "epoch": st.epoch,
+            "reason": (
+                f"validation NLL did not improve for {patience} validations "
+                f"({patience * every} epochs): best {best['nll']:.4f} at epoch {best['epoch']}"
+            ),
+            "best_epoch": best["epoch"],
+            "skipped_epochs": end - st.epoch,
+        }
+        line["early_stop"] = event
+        st.stops.append(event)
+        st.epoch = end
+    return line
+
+
+def _restore_best(out: Path, vae: VAE, best: dict) -> None:
+    """Load best.pt into `vae`, checking that it holds the weights `best` describes (best.pt
+    files written before early stopping could stop do not say; they are trusted)."""
+    ckpt = load_checkpoint(out / BEST)
+    saved = ckpt.get("best")
+    if saved is not None and saved.get("epoch") != best["epoch"]:
+        raise CheckpointError(
+            f"{out / BEST} does not hold the best weights of epoch {best['epoch']}: the run "
+            "directory was changed by another process; train it again"
+        )
+    load_model_state(vae, ckpt["model"], out / BEST)
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -182,12 +274,14 @@ def train(
     device = backends.resolve_device(cfg.device)
     runs.check_run_dir(cfg, out, resume)
     phases = cfg.phases()
-    early = sch.uses_early_stopping(cfg.dataset, cfg.model.model)
+    patience = effective_patience(cfg)
+    if progress:
+        print("\n".join(schedule_lines(cfg)), flush=True)
     data = load_device_data(
         cfg.dataset,
         cfg.data_dir,
         device,
-        validation=early or cfg.eval_split == "validation",
+        validation=patience is not None or cfg.eval_split == "validation",
         train_limit=cfg.train_limit,
     )
     torch.manual_seed(cfg.seed)
@@ -196,18 +290,20 @@ def train(
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed)
     if resume:
-        st = RunState(**runs.restore_checkpoint(out, cfg, vae, opt, gen))
+        st = RunState.from_saved(runs.restore_checkpoint(out, cfg, vae, opt, gen))
         runs.truncate_metrics(out / METRICS, st.epoch)
     else:
         st = RunState()
         if cfg.base_run is not None:
             runs.load_base(vae, cfg)
         runs.init_run_dir(cfg, out)
-    _train_loop(out, cfg, vae, opt, gen, data, phases, st, early, progress)
+    _train_loop(out, cfg, vae, opt, gen, data, phases, st, patience, progress)
     return _final_results(out, cfg, vae, data, st, progress)
 
 
-def _train_loop(out, cfg, vae, opt, gen, data, phases, st: RunState, early: bool, progress: bool):
+def _train_loop(
+    out, cfg, vae, opt, gen, data, phases, st: RunState, patience: int | None, progress: bool
+):
     total = sch.total_epochs(phases)
     n_b = num_batches(data.train.shape[0], cfg.effective_batch_size)
     bar = tqdm(total=total * n_b, initial=st.epoch * n_b, disable=not progress, unit="batch")
@@ -222,16 +318,26 @@ def _train_loop(out, cfg, vae, opt, gen, data, phases, st: RunState, early: bool
             t0 = time.perf_counter()
             stats = _run_epoch(vae, opt, data, phase, pe, st.epoch, cfg, gen, bar)
             st.epoch += 1
+            st.trained += 1
             line = {"phase": phase.name, "epoch": st.epoch, "lr": phase.lr, **stats}
-            if early:
-                nll = _early_stopping(out, vae, data, cfg, phases, i, pe, st)
-                if nll is not None:
-                    line["val_nll"] = nll
+            if patience is not None:
+                line.update(_early_stopping(out, vae, data, cfg, phases, i, st, patience))
+            stopped = "early_stop" in line
+            if stopped:
+                stop = line["early_stop"]
+                bar.update(stop["skipped_epochs"] * n_b)
+                if progress:
+                    bar.write(f"early stop after epoch {line['epoch']}: {stop['reason']}")
             st.seconds += time.perf_counter() - t0
             line["seconds"] = time.perf_counter() - t0
             with (out / METRICS).open("a") as f:
                 f.write(json.dumps(line) + "\n")
-            if st.epoch % cfg.checkpoint_every == 0 or st.epoch == total or pe + 1 == phase.epochs:
+            if (
+                st.epoch % cfg.checkpoint_every == 0
+                or st.epoch == total
+                or pe + 1 == phase.epochs
+                or stopped
+            ):
                 runs.save_checkpoint(out, cfg, vae, opt, gen, asdict(st))
             _epoch_hook(st.epoch)
     finally:
@@ -249,7 +355,9 @@ def _final_results(
     res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)["count"]
     res.update(
         split=cfg.eval_split,
-        epochs=st.epoch,
+        epochs=st.trained,
+        schedule_epochs=sch.total_epochs(cfg.phases()),
+        early_stops=st.stops,
         train_seconds=st.seconds,
         strategy=cfg.strategy,
         dataset=cfg.dataset,
