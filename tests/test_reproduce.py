@@ -13,12 +13,14 @@ import json
 import math
 import os
 import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.reproduce import runner as rr
+from vaeprior.fast.reproduce.appendix import TABLE_B2_AGGREGATE_KL, TABLE_B2_N_Z
 from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
 from vaeprior.fast.reproduce.specs import METRICS, RunSpec
 from vaeprior.fast.reproduce.tables import TABLES, get_table, normalize_key
@@ -171,6 +173,75 @@ def test_budgets() -> None:
         get_budget("small").with_limit(-1)
     with pytest.raises(ValueError, match="unknown budget"):
         get_budget("huge")
+
+
+# ---- every stored value is in the paper's text ------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO.parent / "shared" / "paper" / "000_4d551225bd704903.txt"
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def paper_text() -> str:
+    if not PAPER.is_file():
+        pytest.skip(f"the paper's text is not at {PAPER} (../shared/paper from the repo root)")
+    return PAPER.read_text().replace("\u2212", "-")  # the extract prints minus as U+2212
+
+
+def table_regions(text: str, keys: list[str]) -> dict[str, str]:
+    """Text from each table's caption 'Table X:' to the caption after the next one: tables are
+    extracted around their captions, and a caption may precede its neighbour's numbers."""
+    starts = sorted((text.index(f"Table {k}:"), k) for k in keys)
+    ends = [pos for pos, _ in starts[2:]] + [len(text)] * 2
+    return {k: text[pos:end] for (pos, k), end in zip(starts, ends, strict=True)}
+
+
+def stored_values(key: str) -> list[float]:
+    """Every number of table `key` the harness holds: cell values, stds, literature rows."""
+    if key == "B.2":
+        return list(TABLE_B2_AGGREGATE_KL.values())
+    t = TABLES[key]
+    vals = [c.paper for c in t.cells] + [c.paper_std for c in t.cells if c.paper_std is not None]
+    return vals + [v for _, _, v in t.references]
+
+
+def test_every_stored_paper_value_is_in_the_papers_table() -> None:
+    """Each table's numbers, read back from the definitions, are found (with multiplicity) among
+    the numbers printed in that table's part of the paper's text."""
+    text = paper_text()
+    keys = [*TABLES, "B.2"]
+    regions = table_regions(text, keys)
+    checked = 0
+    for key in keys:
+        want = Counter(stored_values(key))
+        found = Counter(float(t) for t in NUMBER.findall(regions[key]))
+        missing = want - found
+        assert not missing, f"Table {key}: stored values not printed in the paper: {missing}"
+        checked += sum(want.values())
+    assert checked >= 660  # 22 tables of runs (values and stds) + literature + Table B.2
+
+
+def test_table_b2_drift_is_stored_in_order() -> None:
+    text = paper_text()
+    region = table_regions(text, [*TABLES, "B.2"])["B.2"]
+    row = re.search(r"nx\s+((?:\d+\s+)+)DKL[^\n]*\s+((?:\d+\.\d+\s+)+)", region)
+    assert row is not None, "Table B.2's rows not found in the paper's text"
+    n_x = [int(v) for v in row.group(1).split()]
+    kl = [float(v) for v in row.group(2).split()]
+    assert dict(zip(n_x, kl, strict=True)) == TABLE_B2_AGGREGATE_KL
+    assert f"nz = {TABLE_B2_N_Z} for all nx" in region
+    assert list(TABLE_B2_AGGREGATE_KL.values()) == sorted(TABLE_B2_AGGREGATE_KL.values())[::-1]
+
+
+def test_the_paper_check_can_fail() -> None:
+    """A value that is not printed in the table's region is reported missing."""
+    text = paper_text()
+    region = table_regions(text, [*TABLES, "B.2"])["1"]
+    found = Counter(float(t) for t in NUMBER.findall(region))
+    assert Counter([84.48]) - found == Counter()
+    assert Counter([84.49]) - found == Counter([84.49])
+    assert found[84.48] == 1  # MNIST DenseVAE standard: once in Table 1
+    assert Counter([84.48] * 2) - found == Counter([84.48])  # multiplicity counts
 
 
 # ---- runner with an injected train ----------------------------------------------------------
@@ -347,6 +418,8 @@ def test_epochs_override_scales_the_budget_and_says_so() -> None:
         "eval_limit": 1000,
         "train_limit": None,
     }
-    assert b.description.startswith("24 epochs") and b.description.endswith("1000 test images spread evenly over the test set")
+    assert b.description.startswith("24 epochs") and b.description.endswith(
+        "1000 test images spread evenly over the test set"
+    )
     with pytest.raises(ValueError, match="--epochs must be >= 1"):
         get_budget("small").with_epochs(0)
