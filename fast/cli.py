@@ -10,7 +10,6 @@ user error (bad option value, missing data, unreadable run, non-finite loss) pri
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
 import textwrap
@@ -18,8 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vaeprior.fast.backends import BACKENDS
-from vaeprior.fast.config import DATASETS, MODELS
-from vaeprior.fast.training.schedule import STRATEGIES
+from vaeprior.fast.config import DATASETS, MODELS, PIXELCNNS
+from vaeprior.fast.training.schedule import DEFAULT_PATIENCE, STRATEGIES, VALIDATION_EVERY
 from vaeprior.reference.config import POSTERIORS, PRIORS
 
 EXIT_USAGE = 2
@@ -32,12 +31,6 @@ LAZY = {
     "reproduce": ("vaeprior.fast.reproduce.cli", "reproduce the paper's tables"),
 }
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available, else cpu)"
-# TrainConfig fields set only when their option is given: {field: option}
-OPTIONAL_TRAIN_FIELDS = {
-    "lr": "--lr",
-    "patience": "--patience",
-    "early_stopping": "--no-early-stop",
-}
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -107,6 +100,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="Real NVP blocks per flow (prior and/or posterior); K = 0 is the identity",
     )
     g.add_argument(
+        "--pixelcnn",
+        default="paper",
+        choices=PIXELCNNS,
+        help="PixelVAE decoder: paper = Appendix B.2's PixelCNN on Concat[x, h(z)]; gated = "
+        "gated blocks with h(z) at every layer (other models ignore it)",
+    )
+    g.add_argument(
         "--z-dim",
         type=int,
         default=None,
@@ -166,9 +166,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="early stopping: stop a stage after N validations without a better validation "
-        "NLL; validations come every 20 paper epochs, scaled like --epochs (StaticMNIST and "
-        "PixelVAE only; default: the training module's DEFAULT_PATIENCE)",
+        help="early stopping (StaticMNIST and PixelVAE): stop a stage after N validations "
+        f"without a better validation NLL; one validation every {VALIDATION_EVERY} paper "
+        f"epochs, scaled like --epochs (default: {DEFAULT_PATIENCE})",
     )
     g.add_argument(
         "--no-early-stop",
@@ -376,31 +376,13 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
     return out
 
 
-def _optional_train_fields(args: argparse.Namespace) -> dict:
-    """--lr, --patience, --no-early-stop as TrainConfig keywords, only those given."""
-    from vaeprior.fast.config import TrainConfig
-
-    kw = {}
-    if args.lr is not None:
-        kw["lr"] = args.lr
-    if args.patience is not None:
-        kw["patience"] = args.patience
-    if args.no_early_stop:
-        kw["early_stopping"] = False
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    missing = [OPTIONAL_TRAIN_FIELDS[k] for k in kw if k not in known]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} is not supported by this version's training")
-    return kw
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from vaeprior.fast.config import ModelConfig, TrainConfig
     from vaeprior.fast.evaluation.evaluate import summary_line
     from vaeprior.fast.training.loop import train
 
     model_kw = {"model": args.model, "prior": args.prior, "posterior": args.posterior}
-    model_kw["flow_depth"] = args.flow_depth
+    model_kw.update(flow_depth=args.flow_depth, pixelcnn=args.pixelcnn)
     if args.z_dim is not None:
         model_kw["z_dim"] = args.z_dim
     cfg = TrainConfig(
@@ -420,7 +402,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         m_epochs=args.m_epochs,
         base_run=args.base_run,
         train_limit=args.train_limit,
-        **_optional_train_fields(args),
+        lr=args.lr,
+        patience=args.patience,
+        early_stopping=not args.no_early_stop,
     )
     res = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if args.no_progress:  # with progress, train() prints this line itself

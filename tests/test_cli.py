@@ -90,6 +90,8 @@ def test_resume_via_cli(synthetic, tmp_path):
             "not found",
         ),
         (["train", "--epochs", "0"], "epochs must be >= 1"),
+        (["train", "--lr", "0"], "lr must be a positive finite number, got 0.0"),
+        (["train", "--patience", "0"], "patience must be >= 1, got 0"),
     ],
 )
 def test_train_errors(synthetic, tmp_path, capsys, argv, msg):
@@ -321,26 +323,26 @@ def test_progress_prints_the_summary_once(synthetic, tmp_path, capsys):
         (["--lr", "3e-4"], "lr", 3e-4),
         (["--patience", "2"], "patience", 2),
         (["--no-early-stop"], "early_stopping", False),
+        (["--pixelcnn", "gated"], "pixelcnn", "gated"),
     ],
 )
-def test_training_options_reach_the_config(synthetic, tmp_path, capsys, flag, field, value):
-    """--lr, --patience and --no-early-stop set their TrainConfig field (saved in config.json);
-    a training module without the field refuses the option in one line."""
-    from dataclasses import fields
-
-    from vaeprior.fast.config import TrainConfig
-
+def test_training_options_reach_the_config(synthetic, tmp_path, flag, field, value):
+    """--lr, --patience, --no-early-stop and --pixelcnn set their field (saved in config.json)."""
     run = tmp_path / "run"
-    code = _train(run, *flag)
-    if field in {f.name for f in fields(TrainConfig)}:
-        assert code == 0
-        assert json.loads((run / "config.json").read_text())[field] == value
-        if field == "lr":  # the first phase trains at the given rate
-            first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
-            assert first["lr"] == pytest.approx(value)
-    else:
-        assert code == 2 and f"{flag[0]} is not supported" in _error(capsys)
-        assert not run.exists()
+    assert _train(run, *flag) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["model"] if field == "pixelcnn" else cfg)[field] == value
+    if field == "lr":  # the first phase trains at the given rate
+        first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+        assert first["lr"] == pytest.approx(value)
+
+
+def test_training_option_defaults(synthetic, tmp_path):
+    run = tmp_path / "run"
+    assert _train(run) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["lr"], cfg["patience"], cfg["early_stopping"]) == (None, None, True)
+    assert cfg["model"]["pixelcnn"] == "paper"
 
 
 def test_evaluate_announces_a_long_evaluation(synthetic, tmp_path, capsys, monkeypatch):
