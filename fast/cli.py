@@ -36,7 +36,7 @@ DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available, else cpu)"
 class HelpFormatter(argparse.HelpFormatter):
     """Appends '(default: X)' to an option's help unless the help already speaks of its default
     or there is none to show (None, False, or a required option). Descriptions and epilogs are
-    wrapped per line; lines indented by two spaces (examples) are kept as written."""
+    wrapped by paragraph; lines indented by two spaces (examples) are kept as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -51,12 +51,25 @@ class HelpFormatter(argparse.HelpFormatter):
         return text
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        return "\n".join(
-            indent + line
-            if line.startswith("  ")
-            else textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent)
-            for line in text.splitlines()
-        )
+        out: list[str] = []
+        paragraph: list[str] = []
+
+        def flush() -> None:
+            if paragraph:
+                joined = " ".join(paragraph)
+                out.append(
+                    textwrap.fill(joined, width, initial_indent=indent, subsequent_indent=indent)
+                )
+                paragraph.clear()
+
+        for line in text.splitlines():
+            if line.startswith("  ") or not line.strip():  # an example, or a paragraph break
+                flush()
+                out.append(indent + line if line.strip() else "")
+            else:
+                paragraph.append(line.strip())
+        flush()
+        return "\n".join(out)
 
 
 class Parser(argparse.ArgumentParser):
