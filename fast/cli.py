@@ -369,12 +369,14 @@ def build_parser() -> Parser:
 
 
 def lazy_parser(name: str) -> Parser:
-    """The full parser of a subcommand implemented elsewhere (`LAZY`), importing its module."""
+    """The full parser of a subcommand implemented elsewhere (`LAZY`), importing its module;
+    its help opens with the module's DESCRIPTION (else its docstring)."""
     try:
         mod = importlib.import_module(LAZY[name][0])
     except ImportError as e:
         raise ValueError(f"the {name} subcommand is unavailable ({e})") from None
-    p = Parser(prog=f"vaeprior {name}", description=(mod.__doc__ or "").strip() or None)
+    about = getattr(mod, "DESCRIPTION", None) or (mod.__doc__ or "").strip() or None
+    p = Parser(prog=f"vaeprior {name}", description=about)
     mod.add_arguments(p)
     p.set_defaults(_module=mod)
     return p

@@ -246,6 +246,16 @@ def test_every_option_has_help_and_shows_its_default():
     assert not problems, "\n".join(problems)
 
 
+def test_analyze_help_lists_every_analysis(capsys):
+    from vaeprior.fast.analysis.cli import ANALYSES
+
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    for name in ANALYSES:
+        assert any(line.startswith(f"  {name} ") for line in lines), name
+
+
 def test_train_help_groups_and_units(capsys):
     with pytest.raises(SystemExit) as e:
         main(["train", "--help"])

@@ -43,6 +43,24 @@ ANALYSES = {
     "metrics": metrics.run,  # Tables 7, B.11-B.14
 }
 PLOTTED = {"active-units", "closest-pairs", "samples", "interpolation", "low-posterior"}
+DESCRIPTION = """\
+Run the paper's analyses on a trained run; each writes DIR/NAME.json, and a PNG where the
+paper shows a picture:
+
+  active-units     Table 8: A_k = Var_x E_q[z_k] > 0.01 over the training images
+  posterior-stats  Table B.1: mean and variance of each z_k under E_x q(z|x), test set
+  closest-pairs    Appendix B.4, Fig. 3: closest q(z|x) centres and normalized distances
+  samples          Fig. 1: samples of p(z) decoded, beside the closest training image
+  interpolation    Fig. 2: interpolations between q(z|x) centres, with log p(z)
+  low-posterior    Appendix B.9, Figs. B.4-B.5: prior samples where the aggregate q(z) is low
+  aggregate-kl     Algorithm B.2, Table B.2: D_KL[q(z) || p(z)] by Monte Carlo
+  metrics          Tables 7, B.11-B.14: test ELBO, recon, KL, klz|x (runs the evaluation)
+
+On the full data sets at S = 1000 the posterior analyses take long on a CPU: --limit and
+--samples shorten them. Example:
+
+  vaeprior analyze runs/figs --what all --limit 2000 --samples 100 --out docs/analysis
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
