@@ -118,13 +118,16 @@ def _sweep(
     keep: bool,
     init: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """All K blocks on feature-major rows xt (D, N); returns y^T and the saved activations.
+    """All K blocks on feature-major rows xt (D, N); returns y^T and what the backward needs.
 
-    keep=True stores every block's input XT (K, D, N), u UT (K, D, N), hidden HT (K, H, N)
-    and sigmoid SIG (K, Dr, N) for the backward; otherwise one scratch buffer per quantity is
-    reused. The heads [s + c | t] of all blocks are always kept, STT (K, 2 Dr, N), so that
-    the log-determinant is one batched log_sigmoid. init=True is ActNorm's data-dependent
-    initialisation: block k's log_scale_k, bias_k are set (in place) from the v reaching it.
+    Per block, 7 ops: u = W^T x (mm), pre = A^T u_l + a (addmm), h = leaky_relu(pre) in
+    place, [s + c | t] = ST^T h + st0 (addmm), sig = sigmoid(s + c), v_r = u_r sig + t
+    written over u_r (so the buffer holds v = [u_l | v_r]), y = v e + bias e (addcmul, e =
+    exp(log_scale)). keep=True stores, for every block, its input and output XT (K + 1, D, N),
+    v VT (K, D, N), h HT (K, H, N) and sig SIG (K, Dr, N); otherwise scratch buffers are
+    reused. The heads of all blocks are always kept, STT (K, 2 Dr, N), so that the
+    log-determinant is one batched log_sigmoid. init=True is ActNorm's data-dependent init:
+    block k's log_scale_k, bias_k are set (in place) from the v reaching it.
     """
     W, A, a, ST, st0, log_scale, bias = params
     K, D, _ = W.shape
@@ -133,11 +136,21 @@ def _sweep(
     new = xt.new_empty
     e = torch.exp(log_scale)  # (K, D)
     be = bias * e  # y = v * e + bias * e
-    n_bufs = K if keep else 1
-    XT, UT, HT, SIG = new(n_bufs, D, N), new(n_bufs, D, N), new(n_bufs, H, N), new(n_bufs, dr, N)
+    n = K if keep else 1
+    XT, VT, HT, SIG = new(n + 1, D, N), new(n, D, N), new(n, H, N), new(n, dr, N)
     STT = new(K, 2 * dr, N)
-    yt, vr = new(D, N), new(dr, N)
-    # per-block views, made in bulk (indexing inside the loop costs more than the math at N=128)
+    # Per-block views, made in bulk: at N = 128 a Python-level slice costs about as much as
+    # the arithmetic of an element-wise op, so the loop body slices nothing.
+    if keep:
+        XT[0].copy_(xt)
+        xs, outs = XT.unbind(0), XT[1:].unbind(0)
+        vs, uls, urs = VT.unbind(0), VT[:, :dl].unbind(0), VT[:, dl:].unbind(0)
+        hs, sigs = HT.unbind(0), SIG.unbind(0)
+    else:  # block k reads its input before writing its output: one buffer suffices
+        xs = [xt] + [XT[0]] * (K - 1)
+        outs = [XT[0]] * (K - 1) + [XT[1]]
+        vs, uls, urs = [VT[0]] * K, [VT[0, :dl]] * K, [VT[0, dl:]] * K
+        hs, sigs = [HT[0]] * K, [SIG[0]] * K
     Wt, At, STt = (
         W.transpose(1, 2).unbind(0),
         A.transpose(1, 2).unbind(0),
@@ -145,35 +158,22 @@ def _sweep(
     )
     a_c = a.unsqueeze(2).unbind(0)  # (H, 1) columns: biases broadcast over the N rows
     st0_c = _shifted_st0(st0, scale_shift).unsqueeze(2).unbind(0)  # [s0 + c | t0] (2 Dr, 1)
-    e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
-    be_l, be_r = be[:, :dl, None].unbind(0), be[:, dl:, None].unbind(0)
-    STTs = STT.unbind(0)
-    ut, ht, sig = UT[0], HT[0], SIG[0]
-    if keep:
-        XT[0].copy_(xt)
-        xt = XT[0]
-        outs = [*XT.unbind(0)[1:], yt]
-        UTs, HTs, SIGs = UT.unbind(0), HT.unbind(0), SIG.unbind(0)
-    else:
-        outs = [XT[0]] * (K - 1) + [yt]  # block k reads x before writing: one buffer suffices
+    e_c, be_c = e.unsqueeze(2).unbind(0), be.unsqueeze(2).unbind(0)  # (D, 1)
+    STTs, ss, ts = STT.unbind(0), STT[:, :dr].unbind(0), STT[:, dr:].unbind(0)
     for k in range(K):
-        if keep:
-            ut, ht, sig = UTs[k], HTs[k], SIGs[k]
-        stt, out = STTs[k], outs[k]
-        u_l, u_r = ut[:dl], ut[dl:]
-        torch.mm(Wt[k], xt, out=ut)  # u^T = W^T x^T (D, N)
-        torch.addmm(a_c[k], At[k], u_l, out=ht)  # (H, N)
-        F.leaky_relu(ht, slope, inplace=True)
-        torch.addmm(st0_c[k], STt[k], ht, out=stt)  # [s + c | t]^T (2 Dr, N)
-        torch.sigmoid(stt[:dr], out=sig)
-        torch.addcmul(stt[dr:], u_r, sig, out=vr)  # v_r = u_r * sigmoid(s + c) + t
+        v, u_r, h, sig = vs[k], urs[k], hs[k], sigs[k]
+        torch.mm(Wt[k], xs[k], out=v)  # u^T = W^T x^T (D, N)
+        torch.addmm(a_c[k], At[k], uls[k], out=h)  # pre (H, N)
+        F.leaky_relu(h, slope, inplace=True)
+        torch.addmm(st0_c[k], STt[k], h, out=STTs[k])  # [s + c | t]^T (2 Dr, N)
+        torch.sigmoid(ss[k], out=sig)
+        torch.addcmul(ts[k], u_r, sig, out=u_r)  # v_r = u_r * sigmoid(s + c) + t
         if init:
-            _actnorm_init(torch.cat([u_l, vr]), log_scale[k], bias[k], e[k], be[k])
-        torch.addcmul(be_l[k], u_l, e_l[k], out=out[:dl])  # y = v * e + bias * e
-        torch.addcmul(be_r[k], vr, e_r[k], out=out[dl:])
-        xt = out
+            _actnorm_init(v, log_scale[k], bias[k], e[k], be[k])
+        torch.addcmul(be_c[k], v, e_c[k], out=outs[k])  # y = v * e + bias * e
     ld = F.logsigmoid(STT[:, :dr]).sum((0, 1))  # (N,) data-dependent part of log|det|
-    return {"yt": yt, "ld": ld, "XT": XT, "UT": UT, "HT": HT, "SIG": SIG, "e": e}
+    yt = XT[-1]
+    return {"yt": yt, "ld": ld, "XT": XT, "VT": VT, "HT": HT, "SIG": SIG, "STT": STT, "e": e}
 
 
 @torch.no_grad()
@@ -198,67 +198,72 @@ class _RealNVPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, slope, scale_shift, *params):
         r = _sweep(x.T, params, slope, scale_shift, keep=True)
-        y = r["yt"].T  # (N, D) view of the feature-major output
         ctx.slope = slope
-        ctx.save_for_backward(r["XT"], r["UT"], r["HT"], r["SIG"], r["e"], r["yt"], *params)
-        return y, r["ld"]
+        saved = (r["XT"], r["VT"], r["HT"], r["SIG"], r["STT"], r["e"])
+        ctx.save_for_backward(*saved, *params)
+        return r["yt"].T, r["ld"]  # y (N, D): a view of the feature-major output
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, gld):
-        XT, UT, HT, SIG, e, yt, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
-        K, D, N = XT.shape
+        """Reverse sweep; per block (y = v e + b e, v_r = u_r sig + t, sig = sigmoid(s + c)):
+
+        dL/dv = dL/dy e;  dL/dt = dL/dv_r;  dL/du_r = dL/dv_r sig;  (u_l = v_l)
+        dL/ds = (1 - sig) (dL/dv_r (v_r - t) + dL/dld)      [d log sig / ds = 1 - sig]
+        dL/dh = dL/d[s|t] ST^T;  dL/dpre = dL/dh * (1 if h > 0 else slope);
+        dL/du_l = dL/dv_l + dL/dpre A^T;  dL/dx = dL/du W^T.
+        The weight gradients of all blocks follow in batched matmuls: dL/dW_k = x_k^T dL/du_k,
+        dL/dA_k = u_l^T dL/dpre, dL/dST_k = h^T dL/d[s|t]; dL/dlog_scale_k = sum_n dL/dy * y.
+        """
+        XT, VT, HT, SIG, STT, e, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
+        K, D, N = VT.shape
         dl, dr = D // 2, D - D // 2
-        new = XT.new_empty
+        new = VT.new_empty
         GYT = new(K, D, N)  # dL/dy_k^T, y_k = output of block k
         if gy is None:
             GYT[K - 1].zero_()
         else:
             GYT[K - 1].copy_(gy.T)
-        gld = XT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
-        GUT, GSTT, GPRET = new(K, D, N), new(K, 2 * dr, N), new(K, A.shape[2], N)
-        g_sig = new(dr, N)
-        gx = None
+        gld = VT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
+        GUT, GST, GPRET = new(K, D, N), new(K, 2 * dr, N), new(K, A.shape[2], N)
+        diff = new(dr, N)
+        gyls, gyrs = GYT[:, :dl].unbind(0), GYT[:, dl:].unbind(0)
+        gys, gus, guls, gurs = (
+            GYT.unbind(0),
+            GUT.unbind(0),
+            GUT[:, :dl].unbind(0),
+            GUT[:, dl:].unbind(0),
+        )
+        gsts, gss, gts = GST.unbind(0), GST[:, :dr].unbind(0), GST[:, dr:].unbind(0)
+        gpres, hs, sigs = GPRET.unbind(0), HT.unbind(0), SIG.unbind(0)
+        vrs, ts = VT[:, dl:].unbind(0), STT[:, dr:].unbind(0)
         e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
         Ws, As, STs = W.unbind(0), A.unbind(0), ST.unbind(0)
-        GYTs, UTs, SIGs, GUTs = GYT.unbind(0), UT.unbind(0), SIG.unbind(0), GUT.unbind(0)
-        GSTTs, GPRETs, HTs = GSTT.unbind(0), GPRET.unbind(0), HT.unbind(0)
+        gx = None
         for k in reversed(range(K)):
-            gyt, u_r, sig, gut, gstt, gpre = (
-                GYTs[k],
-                UTs[k][dl:],
-                SIGs[k],
-                GUTs[k],
-                GSTTs[k],
-                GPRETs[k],
-            )
-            gu_l = gut[:dl]
-            # ActNorm: dL/dv = dL/dy * e; the left half passes to u_l, the right is dL/dt
-            torch.mul(gyt[:dl], e_l[k], out=gu_l)
-            g_t = torch.mul(gyt[dl:], e_r[k], out=gstt[dr:])
-            # coupling: v_r = u_r sig + t, sig = sigmoid(s + c), ld += log sig
-            torch.mul(g_t, sig, out=gut[dl:])  # dL/du_r
-            torch.mul(g_t, u_r, out=g_sig)
-            torch.addcmul(gld, g_sig, sig, out=g_sig)  # dL/dsig * sig + dL/dld
-            torch.addcmul(g_sig, g_sig, sig, value=-1.0, out=gstt[:dr])  # * (1 - sig) = dL/ds
-            # heads and hidden layer: h = leaky_relu(u_l A + a), [s | t] = h ST + st0
-            torch.mm(STs[k], gstt, out=gpre)  # dL/dh^T (H, N)
-            _leaky_relu_backward_(gpre, HTs[k], ctx.slope)  # dL/dpre^T
-            gu_l.addmm_(As[k], gpre)  # dL/du_l += A dL/dpre^T
-            # InvertibleDense: u = x W  ->  dL/dx^T = W dL/du^T
+            g_t, g_s, sig, gpre, gu_l = gts[k], gss[k], sigs[k], gpres[k], guls[k]
+            torch.mul(gyls[k], e_l[k], out=gu_l)  # dL/dv_l (the direct part of dL/du_l)
+            torch.mul(gyrs[k], e_r[k], out=g_t)  # dL/dv_r = dL/dt
+            torch.mul(g_t, sig, out=gurs[k])  # dL/du_r
+            torch.sub(vrs[k], ts[k], out=diff)  # v_r - t = u_r sig
+            torch.addcmul(gld, g_t, diff, out=g_s)  # dL/dsig * sig + dL/dld
+            torch.addcmul(g_s, g_s, sig, value=-1.0, out=g_s)  # * (1 - sig) = dL/ds
+            torch.mm(STs[k], gsts[k], out=gpre)  # dL/dh^T = ST dL/d[s|t]^T  (H, N)
+            _leaky_relu_backward_(gpre, hs[k], ctx.slope)  # dL/dpre^T
+            torch.addmm(gu_l, As[k], gpre, out=gu_l)  # dL/du_l += A dL/dpre^T
             if k > 0:
-                torch.mm(Ws[k], gut, out=GYTs[k - 1])
+                torch.mm(Ws[k], gus[k], out=gys[k - 1])  # dL/dx^T = W dL/du^T
             elif ctx.needs_input_grad[0]:
-                gx = torch.mm(Ws[0], gut).T
+                gx = torch.mm(Ws[0], gus[0]).T
         need = ctx.needs_input_grad[3:]
         grads = [
-            torch.bmm(XT, GUT.transpose(1, 2)) if need[0] else None,  # dL/dW_k = x_k^T dL/du_k
-            torch.bmm(UT[:, :dl], GPRET.transpose(1, 2)) if need[1] else None,  # dL/dA_k
-            GPRET.sum(2) if need[2] else None,  # dL/da_k
-            torch.bmm(HT, GSTT.transpose(1, 2)) if need[3] else None,  # dL/dST_k = h^T dL/dst
-            GSTT.sum(2) if need[4] else None,  # dL/dst0_k
-            _actnorm_log_scale_grad(GYT, XT, yt) if need[5] else None,  # sum_n dL/dy * y
-            GYT.sum(2) * e if need[6] else None,  # dL/dbias_k = e * sum_n dL/dy
+            torch.bmm(XT[:-1], GUT.transpose(1, 2)) if need[0] else None,  # dL/dW
+            torch.bmm(VT[:, :dl], GPRET.transpose(1, 2)) if need[1] else None,  # dL/dA
+            GPRET.sum(2) if need[2] else None,  # dL/da
+            torch.bmm(HT, GST.transpose(1, 2)) if need[3] else None,  # dL/dST
+            GST.sum(2) if need[4] else None,  # dL/dst0
+            (GYT * XT[1:]).sum(2) if need[5] else None,  # dL/dlog_scale = sum_n dL/dy * y
+            GYT.sum(2) * e if need[6] else None,  # dL/dbias = e * sum_n dL/dy
         ]
         return gx, None, None, *grads
 
@@ -266,16 +271,6 @@ class _RealNVPFunction(torch.autograd.Function):
 def _leaky_relu_backward_(g: torch.Tensor, h: torch.Tensor, slope: float) -> None:
     """g *= 1 where h > 0 else slope, in place (h = leaky_relu(pre), same sign as pre)."""
     torch.ops.aten.leaky_relu_backward.grad_input(g, h, slope, True, grad_input=g)
-
-
-def _actnorm_log_scale_grad(GYT: torch.Tensor, XT: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
-    """dL/dlog_scale_k = sum_n dL/dy_k * y_k, y_k = XT[k + 1] (and yt for the last block)."""
-    K = GYT.shape[0]
-    out = GYT.new_empty(K, GYT.shape[1])
-    if K > 1:
-        torch.sum(GYT[:-1] * XT[1:], dim=2, out=out[:-1])
-    torch.sum(GYT[-1] * yt, dim=1, out=out[-1])
-    return out
 
 
 def _logdet_const(W: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
