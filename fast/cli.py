@@ -18,6 +18,7 @@ from pathlib import Path
 
 from vaeprior.fast.backends import BACKENDS
 from vaeprior.fast.config import DATASETS, MODELS, PIXELCNNS
+from vaeprior.fast.threads import set_threads
 from vaeprior.fast.training.schedule import DEFAULT_PATIENCE, STRATEGIES, VALIDATION_EVERY
 from vaeprior.reference.config import POSTERIORS, PRIORS
 
@@ -31,6 +32,10 @@ LAZY = {
     "reproduce": ("vaeprior.fast.reproduce.cli", "reproduce the paper's tables"),
 }
 DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available, else cpu)"
+THREADS_HELP = (
+    "CPU threads for torch (default: $OMP_NUM_THREADS if set, else the CPUs minus the 1-minute "
+    "load average of other processes, at least 1; see vaeprior.fast.threads)"
+)
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -248,6 +253,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("hardware")
     g.add_argument("--device", default=None, help=DEVICE_HELP)
+    g.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -290,6 +296,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     g = p.add_argument_group("hardware")
     g.add_argument("--device", default=None, help=DEVICE_HELP)
+    g.add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
 
 
 def _add_sample(sub: argparse._SubParsersAction) -> None:
@@ -392,6 +399,7 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     from vaeprior.fast.config import ModelConfig, TrainConfig
     from vaeprior.fast.evaluation.evaluate import summary_line
     from vaeprior.fast.training.loop import train
@@ -428,6 +436,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
     from vaeprior.fast.evaluation.evaluate import evaluate_run, summary_line
 
     res = evaluate_run(
