@@ -14,7 +14,7 @@ from vaeprior.fast.config import ModelConfig
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     """$VAEPRIOR_DATA (relative to the repo root) holding MNIST, or skip with the reason."""
     env = os.environ.get("VAEPRIOR_DATA")

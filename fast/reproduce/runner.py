@@ -6,13 +6,23 @@ Layout of a reproduction folder DIR:
     DIR/runs/<run-id>/seed<k>/          one `vaeprior.fast.training.loop.train` run directory
         results.json                    written by train: the run is finished (skipped)
         checkpoint.pt                   without results.json: interrupted, resumed
-        reproduce-run.json              wall-clock seconds spent here and the machine
+        reproduce-run.json              wall-clock seconds spent here, the machine, and
+                                        the executor and node (hostname, Ray node id)
         posterior-stats.json            Table B.1 moments (only for tables that need them)
     DIR/table<KEY>.md                   rewritten after every finished run
 
 One reproduction at a time per DIR (a second one would restart the first one's run that has
 no checkpoint yet). Cells of different tables that share a configuration share a run, so
 `vaeprior reproduce 7` after `vaeprior reproduce 1` into the same DIR trains nothing new.
+
+`reproduce` is the driver: it hands every (run, seed) still to do to an executor
+(`executors.LocalExecutor`: this process, one after another; `executors.RayExecutor`: Ray
+tasks), a post-hoc run only once its standard base run has finished; it tries a failed run
+again (`retries`; the try resumes the run's checkpoint), reports a run that keeps failing and
+goes on with the others, rewrites the table as each run finishes and prints progress with an
+ETA. The folder layout does not depend on the executor, so an interrupted reproduction resumes
+under either one. With Ray on several machines, DIR must be one shared folder, at the same path
+on the driver and on every node.
 """
 
 from __future__ import annotations
@@ -23,14 +33,17 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from vaeprior.fast import backends
 from vaeprior.fast.reproduce.budgets import Budget
+from vaeprior.fast.reproduce.executors import LocalExecutor, RayExecutor, TaskError, node_info
+from vaeprior.fast.reproduce.progress import Progress
 from vaeprior.fast.reproduce.report import POSTERIOR_STATS, RUN_META, plus_minus, write_markdown
 from vaeprior.fast.reproduce.specs import ANALYSIS_METRICS, RunSpec, Table
 from vaeprior.fast.runs import (
@@ -43,6 +56,11 @@ from vaeprior.fast.runs import (
 
 MANIFEST = "reproduce.json"
 TrainFn = Callable[..., dict]
+Executor = LocalExecutor | RayExecutor
+
+
+class ReproductionError(RuntimeError):
+    """Some runs failed on every try; the others finished and the table shows them."""
 
 
 @dataclass(frozen=True)
@@ -169,24 +187,36 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def _add_meta(run_dir: Path, seconds: float, device: str | None) -> None:
-    """Accumulate wall-clock seconds spent in this run directory (resumes add up)."""
+def _add_meta(
+    run_dir: Path, seconds: float, device: str | None, where: dict | None, what: str
+) -> None:
+    """Accumulate wall-clock seconds spent in this run directory (resumes add up) and record
+    where the work ran: `executor` and `node` of the latest session, every session in
+    `history` (`what`: trained, resumed or posterior moments)."""
     path = run_dir / RUN_META
     meta = read_json(path) if path.exists() else {"wall_s": 0.0}
     meta["wall_s"] = float(meta["wall_s"]) + seconds
     meta["machine"] = machine(device)
+    where = where or node_info("local")
+    meta["executor"] = where["executor"]
+    meta["node"] = {"hostname": where["hostname"], "ray_node_id": where["ray_node_id"]}
+    meta.setdefault("history", []).append({**where, "what": what, "wall_s": seconds})
     atomic_write_json(meta, path)
 
 
-def ensure_run(rep: Reproduction, spec: RunSpec, seed: int) -> bool:
+def _run_config(rep: Reproduction, spec: RunSpec, seed: int) -> Any:
+    base = spec.base()
+    base_run = str(rep.run_dir(base, seed)) if base is not None else None
+    return train_config(
+        spec, rep.budget, seed, device=rep.device, data_dir=rep.data_dir, base_run=base_run
+    )
+
+
+def ensure_run(rep: Reproduction, spec: RunSpec, seed: int, where: dict | None = None) -> bool:
     """Train (or resume) one run unless it is finished; True if training happened."""
     d = rep.run_dir(spec, seed)
     status = run_status(d)
-    base = spec.base()
-    base_run = str(rep.run_dir(base, seed)) if base is not None else None
-    cfg = train_config(
-        spec, rep.budget, seed, device=rep.device, data_dir=rep.data_dir, base_run=base_run
-    )
+    cfg = _run_config(rep, spec, seed)
     if status != "missing" and (d / CONFIG).exists():
         _check_same_config(d / CONFIG, cfg)
     if status == "finished":
@@ -199,11 +229,12 @@ def ensure_run(rep: Reproduction, spec: RunSpec, seed: int) -> bool:
     result = train_fn(cfg, d, resume=status == "partial", progress=rep.progress)
     if not (d / RESULTS).exists():
         atomic_write_json(result, d / RESULTS)
-    _add_meta(d, time.perf_counter() - t0, rep.device)
+    what = "resumed" if status == "partial" else "trained"
+    _add_meta(d, time.perf_counter() - t0, rep.device, where, what)
     return True
 
 
-def ensure_posterior_stats(rep: Reproduction, run_dir: Path) -> dict:
+def ensure_posterior_stats(rep: Reproduction, run_dir: Path, where: dict | None = None) -> dict:
     """Avg. Mean[z_k] and Var[z_k] over z ~ q(z|x), x in the test images (Table B.1)."""
     path = run_dir / POSTERIOR_STATS
     if path.exists():
@@ -225,29 +256,245 @@ def ensure_posterior_stats(rep: Reproduction, run_dir: Path) -> dict:
         "samples": stats["samples"],
     }
     atomic_write_json(out, path)
-    _add_meta(run_dir, time.perf_counter() - t0, rep.device)
+    _add_meta(run_dir, time.perf_counter() - t0, rep.device, where, "posterior moments")
     return out
 
 
-def reproduce(rep: Reproduction, log: Callable[[str], None] | None = None) -> Path:
-    """Run every missing (run, seed) of the table, seed by seed; write and return the table."""
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    check_manifest(rep.out, rep.budget)
-    runs = rep.table.runs()
+# ---- one run, wherever it executes ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (run, seed) of a reproduction: train or resume it, then (if a cell of the table
+    needs them) compute its Table B.1 posterior moments."""
+
+    spec: RunSpec
+    seed: int
+    stats: bool = False
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.spec.run_id, self.seed)
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.run_id} seed{self.seed}"
+
+    @property
+    def base_key(self) -> tuple[str, int] | None:
+        """The standard run a post-hoc run starts from (same seed), which must finish first."""
+        base = self.spec.base()
+        return None if base is None else (base.run_id, self.seed)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one try of a Job did."""
+
+    job: Job
+    action: str  # 'trained', 'resumed', 'analysed' (moments only) or 'failed'
+    wall_s: float = 0.0
+    where: dict | None = None  # executor, hostname, ray_node_id (`executors.node_info`)
+    error: str | None = None  # one line, for a failed try
+    fatal: Exception | None = None  # bad input (e.g. DIR holds another configuration): stop
+
+
+def run_job(
+    rep: Reproduction, job: Job, executor: str = "local", threads: int | None = None
+) -> Outcome:
+    """Do `job` in this process (an executor's unit of work; a Ray task runs exactly this).
+
+    `threads` sets torch's thread count first (the CPUs the task reserved). A ValueError (bad
+    input: a folder holding another configuration, missing data) comes back as a fatal
+    Outcome instead of being raised, so that executors do not try it again; any other error
+    propagates (the driver tries the run again).
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    where = node_info(executor)
+    d = rep.run_dir(job.spec, job.seed)
+    state = run_status(d)
+    t0 = time.perf_counter()
+    try:
+        ensure_run(rep, job.spec, job.seed, where)
+        if job.stats:
+            ensure_posterior_stats(rep, d, where)
+    except ValueError as e:
+        return Outcome(job, "failed", time.perf_counter() - t0, where, str(e), fatal=e)
+    action = {"missing": "trained", "partial": "resumed", "finished": "analysed"}[state]
+    return Outcome(job, action, time.perf_counter() - t0, where)
+
+
+def _complete(rep: Reproduction, job: Job) -> bool:
+    """True if `job` has nothing left to do (its saved configuration is checked)."""
+    d = rep.run_dir(job.spec, job.seed)
+    if run_status(d) != "finished":
+        return False
+    if (d / CONFIG).exists():
+        _check_same_config(d / CONFIG, _run_config(rep, job.spec, job.seed))
+    return not job.stats or (d / POSTERIOR_STATS).exists()
+
+
+def _task_reproduction(rep: Reproduction, executor: Executor) -> Reproduction:
+    """The Reproduction the executor's tasks get: for remote workers, absolute paths (their
+    working folder may differ), the device the executor chose, and no per-batch bars."""
+    if not executor.remote:
+        return rep
+    data_dir = os.path.abspath(rep.data_dir) if rep.data_dir else None
+    return replace(
+        rep,
+        out=rep.out.resolve(),
+        data_dir=data_dir,
+        device=executor.device or rep.device,
+        progress=False,
+    )
+
+
+def _check_visible(rep: Reproduction, job: Job, out: Outcome) -> None:
+    """A run finished elsewhere must be visible here (the driver reads DIR for the table)."""
+    d = rep.run_dir(job.spec, job.seed)
+    if run_status(d) != "finished":
+        host = (out.where or {}).get("hostname", "another node")
+        raise ValueError(
+            f"{job.name} finished on {host} but {d / RESULTS} is not visible here: --out must "
+            "be a folder shared by the driver and every Ray node, at the same path"
+        )
+
+
+# ---- the driver -----------------------------------------------------------------------------
+
+
+def jobs(rep: Reproduction) -> list[Job]:
+    """Every (run, seed) of the table, seed by seed, base runs before their post-hoc runs."""
     needs_stats = {c.run for c in rep.table.cells if c.metric in ANALYSIS_METRICS}
-    todo = [(seed, spec) for seed in range(rep.seeds) for spec in runs]
+    return [
+        Job(spec, seed, spec in needs_stats)
+        for seed in range(rep.seeds)
+        for spec in rep.table.runs()
+    ]
+
+
+def reproduce(
+    rep: Reproduction,
+    log: Callable[[str], None] | None = None,
+    *,
+    executor: Executor | None = None,
+    retries: int = 1,
+) -> Path:
+    """Run every missing (run, seed) of the table on `executor` (default: this process, one
+    after another); write and return the table.
+
+    A run that raises is tried again up to `retries` times (resuming its checkpoint); after
+    that it is reported, the post-hoc runs built on it are skipped, the others go on, and
+    `ReproductionError` is raised once the table is written. Interrupting (KeyboardInterrupt)
+    cancels the runs in flight; every run keeps its last checkpoint and the next call resumes.
+    """
+    if retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {retries}")
+    executor = executor or LocalExecutor()
+    check_manifest(rep.out, rep.budget)
+    all_jobs = jobs(rep)
+    todo = [j for j in all_jobs if not _complete(rep, j)]
+    prog = Progress(total=len(all_jobs), done=len(all_jobs) - len(todo))
+    bar = None
+    if rep.progress:
+        bar = tqdm(
+            total=prog.total,
+            initial=prog.done,
+            unit="run",
+            desc=f"table {rep.table.key}",
+            bar_format="{desc}: {n_fmt}/{total_fmt} runs |{bar}| {elapsed}{postfix}",
+        )
+    say = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     t_start = time.perf_counter()
-    for i, (seed, spec) in enumerate(todo, 1):
-        d = rep.run_dir(spec, seed)
-        state = run_status(d)
-        trained = ensure_run(rep, spec, seed)
-        if spec in needs_stats:
-            ensure_posterior_stats(rep, d)
-        verb = {"finished": "finished already", "partial": "resumed", "missing": "trained"}[state]
-        log(f"[{i}/{len(todo)}] {spec.run_id} seed{seed}: {verb}")
-        if trained:
-            write_markdown(rep, time.perf_counter() - t_start)
-    return write_markdown(rep, time.perf_counter() - t_start)
+    try:
+        with executor:
+            prog.slots = executor.slots
+            say(prog.start(rep.table.key, executor.describe()))
+            failed = _drive(rep, executor, todo, retries, prog, say, bar, t_start)
+    finally:
+        if bar is not None:
+            bar.close()
+    path = write_markdown(rep, time.perf_counter() - t_start)
+    say(prog.summary(rep.table.key, time.perf_counter() - t_start))
+    if failed:
+        first = failed[0]
+        raise ReproductionError(
+            f"{len(failed)} of {prog.total} runs failed (first: {first.job.name}: {first.error}); "
+            f"{path} shows the others: run the same command again to retry the failed runs"
+        )
+    return path
+
+
+def _drive(
+    rep: Reproduction,
+    executor: Executor,
+    todo: list[Job],
+    retries: int,
+    prog: Progress,
+    say: Callable[[str], None],
+    bar: Any,
+    t_start: float,
+) -> list[Outcome]:
+    """Submit ready jobs, collect their outcomes, retry or report; the failed outcomes."""
+    task_rep = _task_reproduction(rep, executor)
+    by_key = {j.key: j for j in todo}
+    waiting = list(todo)  # not submitted yet, in table order
+    unfinished = set(by_key)  # waiting or in flight
+    tries: dict[tuple[str, int], int] = {}
+    failed: list[Outcome] = []
+    in_flight = 0
+    while waiting or in_flight:
+        for job in list(waiting):
+            if executor.capacity is not None and in_flight >= executor.capacity:
+                break
+            if job.base_key in {o.job.key for o in failed}:
+                waiting.remove(job)
+                unfinished.discard(job.key)
+                out = Outcome(job, "failed", error=f"its base run {job.base_key[0]} failed")
+                failed.append(out)
+                say(prog.gave_up(job.name, out.error))
+                continue
+            if job.base_key in unfinished:
+                continue  # the post-hoc run waits for its standard run
+            waiting.remove(job)
+            tries[job.key] = tries.get(job.key, 0) + 1
+            executor.submit(job.key, run_job, task_rep, job, executor.name, executor.threads)
+            in_flight += 1
+        if not in_flight:
+            continue
+        for key, result in executor.wait():
+            in_flight -= 1
+            job = by_key[key]
+            out = result if isinstance(result, Outcome) else None
+            if out is None:
+                message = result.message if isinstance(result, TaskError) else repr(result)
+                out = Outcome(job, "failed", error=message)
+            if out.fatal is not None:
+                if executor.remote:
+                    where = out.where or {}
+                    raise ValueError(f"{job.name} on {where.get('hostname')}: {out.error}")
+                raise out.fatal
+            if out.action == "failed":
+                if tries[key] <= retries:
+                    say(
+                        f"{job.name}: try {tries[key]} of {retries + 1} failed ({out.error}); "
+                        "trying again from its last checkpoint"
+                    )
+                    waiting.insert(0, job)
+                    continue
+                unfinished.discard(key)
+                failed.append(out)
+                say(prog.gave_up(job.name, f"{out.error} (tried {tries[key]} times)"))
+            else:
+                unfinished.discard(key)
+                _check_visible(rep, job, out)
+                say(prog.finished(job.name, out.action, out.wall_s, out.where or {}))
+                write_markdown(rep, time.perf_counter() - t_start)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(prog.eta_text() if prog.left else "done")
+    return failed
 
 
 def plan(rep: Reproduction) -> list[str]:
