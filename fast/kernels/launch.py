@@ -36,3 +36,18 @@ def max_programs(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).multi_processor_count
     return 4
+
+
+def interpreting() -> bool:
+    """Whether Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    import os
+
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def l2_bytes(device: torch.device) -> int:
+    """L2 cache size: the CUDA device's, else an H100's 50 MB (the interpreter and the sm_90
+    ahead-of-time compile size their grids as for an H100)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).L2_cache_size
+    return 50_000_000
