@@ -179,7 +179,7 @@ def ray_session():
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield ray
     if started:
         ray.shutdown()
@@ -362,6 +362,8 @@ def test_ray_executor_connects_to_the_address_and_sizes_its_slots(monkeypatch):
         assert calls[0]["address"] == "ray://head:10001"
         assert (ex.device, ex.threads, ex.gpu, ex.slots) == ("cpu", 2, False, 3)
     assert state["up"] is False  # the Ray it connected to is released
+    with RayExecutor(device="cpu", threads=8) as ex:  # no address: a new Ray on this machine
+        assert calls[-1]["address"] == "local" and ex.slots == 2
     with RayExecutor("auto", device="cpu", threads=3) as ex:
         assert ex.slots == 4  # 8 // 3 on each live node
         assert "2 nodes, 16 CPUs, 2 GPUs" in ex.describe()
@@ -498,3 +500,34 @@ def test_local_retry_and_report_skip_post_hoc_of_a_failed_base(tmp_path) -> None
     assert (out2 / "table4.md").exists()
     with pytest.raises(ValueError, match="--retries must be >= 0"):
         rr.reproduce(rep, retries=-1)
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "message"),
+    [
+        (
+            rr.ReproductionError("1 of 6 runs failed (first: x seed0: RuntimeError: boom)"),
+            1,
+            "vaeprior: error: 1 of 6 runs failed (first: x seed0: RuntimeError: boom)\n",
+        ),
+        (
+            KeyboardInterrupt(),
+            130,
+            "vaeprior: interrupted: finished runs are kept and the others resume from their "
+            "last checkpoint when the same command runs again\n",
+        ),
+    ],
+)
+def test_cli_exit_codes_of_failed_and_interrupted_reproductions(
+    monkeypatch, tmp_path, capsys, raised, code, message
+) -> None:
+    from vaeprior.fast import cli
+    from vaeprior.fast.reproduce import cli as rcli
+
+    def stop(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(rcli, "reproduce", stop)
+    argv = ["reproduce", "1", "--budget", "smoke", "--out", str(tmp_path / "repro")]
+    assert cli.main(argv) == code
+    assert capsys.readouterr().err == message

@@ -11,7 +11,8 @@ resumed), then writes DIR/table<KEY>.md. Registered by `vaeprior.fast.cli`.
 
 hands every run to Ray instead (one task per run; `--address` omitted: a Ray started on this
 machine with its CPUs). Exit code 0: every run finished; 1: some runs failed on every try (the
-table shows the others; the same command retries them); 2: bad input.
+table shows the others; the same command retries them); 2: bad input; 130: interrupted (Ctrl-C;
+the runs in flight are cancelled and resume from their checkpoints next time).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
 from vaeprior.fast.reproduce.executors import EXECUTORS, make_executor
 from vaeprior.fast.reproduce.runner import Reproduction, ReproductionError, plan, reproduce
 from vaeprior.fast.reproduce.tables import TABLES, get_table
+
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
     except ReproductionError as e:
         print(f"vaeprior: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            "vaeprior: interrupted: finished runs are kept and the others resume from their "
+            "last checkpoint when the same command runs again",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     print(path.read_text())
     print(f"wrote {path}", file=sys.stderr)
     return 0

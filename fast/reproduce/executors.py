@@ -25,7 +25,7 @@ from typing import Any
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = '--executor ray needs Ray: pip install "vaeprior[ray]"'
-CANCEL_GRACE_S = 30.0  # how long a cancelled Ray task may take to stop before it is killed
+CANCEL_GRACE_S = 30.0  # how long to wait for cancelled Ray tasks to end
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,9 @@ class RayExecutor:
     """Runs each submitted call as a Ray task (see the module docstring for the resources).
 
     Connects in `__enter__` (to `address`, or to an already initialised Ray, or by starting
-    one embedded on this machine) and, in `__exit__`, cancels the calls still in flight and
-    waits until they have stopped (their runs keep their last checkpoint), then shuts down
-    the Ray it started.
+    one embedded on this machine) and, in `__exit__`, cancels the calls still in flight (their
+    workers are killed; their runs keep their last checkpoint) and waits until they have
+    ended, then shuts down the Ray it started.
     """
 
     name = "ray"
@@ -134,17 +134,26 @@ class RayExecutor:
     def __enter__(self) -> RayExecutor:
         ray = self._ray
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-            if self.address:
-                kwargs["address"] = self.address
+            # "local": a new Ray on this machine even where `ray start` runs one (Ray's own
+            # default would connect to that); --address auto connects to it
+            kwargs: dict[str, Any] = {
+                "address": self.address or "local",
+                "include_dashboard": False,
+                "logging_level": logging.WARNING,
+            }
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "an embedded Ray on this machine"
-                raise ValueError(
-                    f"cannot start or reach Ray at {where} ({one_line(e)}): start a cluster with "
-                    "`ray start --head` and pass --address auto, or check the ray:// address"
-                ) from None
+                hint = (
+                    "check the address; a cluster with token authentication (on by default in "
+                    "recent Ray) also needs RAY_AUTH_MODE=token and its token here "
+                    "(`ray get-auth-token` on the head, as RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                    if (self.address or "").startswith("ray://")
+                    else "start a cluster with `ray start --head` and pass --address auto"
+                )
+                msg = f"cannot start or reach Ray at {where} ({one_line(e)}): {hint}"
+                raise ValueError(msg) from None
             self._owns_ray = True
         try:
             self._plan_resources()
@@ -188,14 +197,13 @@ class RayExecutor:
         ray = self._ray
         try:
             if self._refs and ray.is_initialized():
+                # force: a polite cancel (KeyboardInterrupt) does not reach a running task in
+                # Ray 2.60; killing its worker is safe, as every file of a run is written
+                # atomically and the run resumes from its last checkpoint
                 refs = list(self._refs)
                 for ref in refs:
-                    ray.cancel(ref)  # KeyboardInterrupt in the task: its run stops cleanly
-                _, running = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
-                for ref in running:
                     ray.cancel(ref, force=True)
-                if running:
-                    ray.wait(running, num_returns=len(running), timeout=CANCEL_GRACE_S)
+                ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S)
         finally:
             self._refs.clear()
             if self._owns_ray:
