@@ -234,6 +234,25 @@ def test_inference_path_matches_training_path() -> None:
     torch.testing.assert_close(ld0, ld.detach(), atol=0, rtol=0)
 
 
+def test_row_chunks_give_the_same_numbers_and_gradients(monkeypatch) -> None:
+    """Large batches run in row chunks on the CPU (bounded buffers): same y, logdet, grads."""
+    flow = random_flow(9, 3, seed=17, hidden=16)
+    x = torch.randn(300, 9, dtype=torch.float64, requires_grad=True)
+    outs = {}
+    for budget in (1 << 30, 3 * 17 * 8 * 64):  # one sweep; 64-row chunks (the minimum)
+        monkeypatch.setattr(flows, "_CPU_BUFFER_BYTES", budget)
+        flow.zero_grad()
+        y, ld = flow(x)
+        (gx,) = torch.autograd.grad((y.square().sum() + ld.sum()), [x], retain_graph=True)
+        (y.sum() + ld.sum()).backward()
+        with torch.no_grad():
+            y0, ld0 = flow(x)
+        outs[budget] = (y, ld, gx, flow.A.grad.clone(), flow.W.grad.clone(), y0, ld0)
+    assert flows._rows_per_chunk(x, 3, 16, train=True) == 64
+    for a, b in zip(*outs.values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_leading_dims_match_flattened_rows() -> None:
     flow = random_flow(7, 3, seed=4)
     w = torch.randn(3, 5, 7, dtype=torch.float64)  # (S, B, D)

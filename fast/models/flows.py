@@ -109,6 +109,17 @@ def _shifted_st0(st0: torch.Tensor, scale_shift: float) -> torch.Tensor:
     return torch.cat([st0[:, :dr] + scale_shift, st0[:, dr:]], dim=1)
 
 
+def _with_bias_column(bias: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """[bias | weight^T] (K, M, 1 + J) from bias (K, M) and weight^T (K, M, J).
+
+    The activations carry a row of ones on top, (1 + J, N), so one mm computes
+    weight^T act + bias: addmm would first copy the bias broadcast over the N columns into the
+    output, element by element (a stride-0 inner dimension), which costs as much as the matmul
+    at N = 8192.
+    """
+    return torch.cat([bias.unsqueeze(2), weight_t], dim=2)
+
+
 def _sweep(
     xt: torch.Tensor,
     params: Params,
@@ -120,14 +131,15 @@ def _sweep(
 ) -> dict[str, torch.Tensor]:
     """All K blocks on feature-major rows xt (D, N); returns y^T and what the backward needs.
 
-    Per block, 7 ops: u = W^T x (mm), pre = A^T u_l + a (addmm), h = leaky_relu(pre) in
-    place, [s + c | t] = ST^T h + st0 (addmm), sig = sigmoid(s + c), v_r = u_r sig + t
-    written over u_r (so the buffer holds v = [u_l | v_r]), y = v e + bias e (addcmul, e =
-    exp(log_scale)). keep=True stores, for every block, its input and output XT (K + 1, D, N),
-    v VT (K, D, N), h HT (K, H, N) and sig SIG (K, Dr, N); otherwise scratch buffers are
-    reused. The heads of all blocks are always kept, STT (K, 2 Dr, N), so that the
-    log-determinant is one batched log_sigmoid. init=True is ActNorm's data-dependent init:
-    block k's log_scale_k, bias_k are set (in place) from the v reaching it.
+    Per block, 7 ops: u = W^T x (mm), pre = A^T u_l + a (mm with the bias column), h =
+    leaky_relu(pre) in place, [s + c | t] = ST^T h + st0 (mm with the bias column), sig =
+    sigmoid(s + c), v_r = u_r sig + t written over u_r (so the buffer holds v = [u_l | v_r]),
+    y = v e + bias e (addcmul, e = exp(log_scale)). keep=True stores, for every block, its
+    input and output XT (K + 1, D, N), [1; v] VT (K, 1 + D, N), [1; h] HT (K, 1 + H, N) and
+    sig SIG (K, Dr, N); otherwise scratch buffers are reused. The heads of all blocks are
+    always kept, STT (K, 2 Dr, N), so that the log-determinant is one batched log_sigmoid.
+    init=True is ActNorm's data-dependent init: block k's log_scale_k, bias_k are set (in
+    place) from the v reaching it.
     """
     W, A, a, ST, st0, log_scale, bias = params
     K, D, _ = W.shape
@@ -136,36 +148,34 @@ def _sweep(
     new = xt.new_empty
     e = torch.exp(log_scale)  # (K, D)
     be = bias * e  # y = v * e + bias * e
+    Aa = _with_bias_column(a, A.transpose(1, 2))  # [a | A^T] (K, H, 1 + Dl)
+    STa = _with_bias_column(_shifted_st0(st0, scale_shift), ST.transpose(1, 2))  # (K, 2 Dr, 1 + H)
     n = K if keep else 1
-    XT, VT, HT, SIG = new(n + 1, D, N), new(n, D, N), new(n, H, N), new(n, dr, N)
+    XT, VT, HT, SIG = new(n + 1, D, N), new(n, 1 + D, N), new(n, 1 + H, N), new(n, dr, N)
+    VT[:, 0].fill_(1.0)
+    HT[:, 0].fill_(1.0)
     STT = new(K, 2 * dr, N)
     # Per-block views, made in bulk: at N = 128 a Python-level slice costs about as much as
     # the arithmetic of an element-wise op, so the loop body slices nothing.
     if keep:
         XT[0].copy_(xt)
         xs, outs = XT.unbind(0), XT[1:].unbind(0)
-        vs, uls, urs = VT.unbind(0), VT[:, :dl].unbind(0), VT[:, dl:].unbind(0)
-        hs, sigs = HT.unbind(0), SIG.unbind(0)
+        vs, uls, urs = VT[:, 1:].unbind(0), VT[:, : 1 + dl].unbind(0), VT[:, 1 + dl :].unbind(0)
+        hs, pres, sigs = HT.unbind(0), HT[:, 1:].unbind(0), SIG.unbind(0)
     else:  # block k reads its input before writing its output: one buffer suffices
         xs = [xt] + [XT[0]] * (K - 1)
         outs = [XT[0]] * (K - 1) + [XT[1]]
-        vs, uls, urs = [VT[0]] * K, [VT[0, :dl]] * K, [VT[0, dl:]] * K
-        hs, sigs = [HT[0]] * K, [SIG[0]] * K
-    Wt, At, STt = (
-        W.transpose(1, 2).unbind(0),
-        A.transpose(1, 2).unbind(0),
-        ST.transpose(1, 2).unbind(0),
-    )
-    a_c = a.unsqueeze(2).unbind(0)  # (H, 1) columns: biases broadcast over the N rows
-    st0_c = _shifted_st0(st0, scale_shift).unsqueeze(2).unbind(0)  # [s0 + c | t0] (2 Dr, 1)
+        vs, uls, urs = [VT[0, 1:]] * K, [VT[0, : 1 + dl]] * K, [VT[0, 1 + dl :]] * K
+        hs, pres, sigs = [HT[0]] * K, [HT[0, 1:]] * K, [SIG[0]] * K
+    Wt, Aas, STas = W.transpose(1, 2).unbind(0), Aa.unbind(0), STa.unbind(0)
     e_c, be_c = e.unsqueeze(2).unbind(0), be.unsqueeze(2).unbind(0)  # (D, 1)
     STTs, ss, ts = STT.unbind(0), STT[:, :dr].unbind(0), STT[:, dr:].unbind(0)
     for k in range(K):
-        v, u_r, h, sig = vs[k], urs[k], hs[k], sigs[k]
+        v, u_r, pre, sig = vs[k], urs[k], pres[k], sigs[k]
         torch.mm(Wt[k], xs[k], out=v)  # u^T = W^T x^T (D, N)
-        torch.addmm(a_c[k], At[k], uls[k], out=h)  # pre (H, N)
-        F.leaky_relu(h, slope, inplace=True)
-        torch.addmm(st0_c[k], STt[k], h, out=STTs[k])  # [s + c | t]^T (2 Dr, N)
+        torch.mm(Aas[k], uls[k], out=pre)  # A^T u_l^T + a (H, N)
+        F.leaky_relu(pre, slope, inplace=True)  # h
+        torch.mm(STas[k], hs[k], out=STTs[k])  # [s + c | t]^T = ST^T h^T + st0 (2 Dr, N)
         torch.sigmoid(ss[k], out=sig)
         torch.addcmul(ts[k], u_r, sig, out=u_r)  # v_r = u_r * sigmoid(s + c) + t
         if init:
@@ -216,15 +226,15 @@ class _RealNVPFunction(torch.autograd.Function):
         dL/dA_k = u_l^T dL/dpre, dL/dST_k = h^T dL/d[s|t]; dL/dlog_scale_k = sum_n dL/dy * y.
         """
         XT, VT, HT, SIG, STT, e, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
-        K, D, N = VT.shape
+        K, D, N = XT.shape[0] - 1, XT.shape[1], XT.shape[2]
         dl, dr = D // 2, D - D // 2
-        new = VT.new_empty
+        new = XT.new_empty
         GYT = new(K, D, N)  # dL/dy_k^T, y_k = output of block k
         if gy is None:
             GYT[K - 1].zero_()
         else:
             GYT[K - 1].copy_(gy.T)
-        gld = VT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
+        gld = XT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
         GUT, GST, GPRET = new(K, D, N), new(K, 2 * dr, N), new(K, A.shape[2], N)
         diff = new(dr, N)
         gyls, gyrs = GYT[:, :dl].unbind(0), GYT[:, dl:].unbind(0)
@@ -235,8 +245,8 @@ class _RealNVPFunction(torch.autograd.Function):
             GUT[:, dl:].unbind(0),
         )
         gsts, gss, gts = GST.unbind(0), GST[:, :dr].unbind(0), GST[:, dr:].unbind(0)
-        gpres, hs, sigs = GPRET.unbind(0), HT.unbind(0), SIG.unbind(0)
-        vrs, ts = VT[:, dl:].unbind(0), STT[:, dr:].unbind(0)
+        gpres, hs, sigs = GPRET.unbind(0), HT[:, 1:].unbind(0), SIG.unbind(0)
+        vrs, ts = VT[:, 1 + dl :].unbind(0), STT[:, dr:].unbind(0)
         e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
         Ws, As, STs = W.unbind(0), A.unbind(0), ST.unbind(0)
         gx = None
@@ -256,12 +266,15 @@ class _RealNVPFunction(torch.autograd.Function):
             elif ctx.needs_input_grad[0]:
                 gx = torch.mm(Ws[0], gus[0]).T
         need = ctx.needs_input_grad[3:]
+        # [1; u_l] dL/dpre and [1; h] dL/d[s|t]: row 0 is the bias gradient
+        g_aA = torch.bmm(VT[:, : 1 + dl], GPRET.transpose(1, 2)) if need[1] or need[2] else None
+        g_st = torch.bmm(HT, GST.transpose(1, 2)) if need[3] or need[4] else None
         grads = [
             torch.bmm(XT[:-1], GUT.transpose(1, 2)) if need[0] else None,  # dL/dW
-            torch.bmm(VT[:, :dl], GPRET.transpose(1, 2)) if need[1] else None,  # dL/dA
-            GPRET.sum(2) if need[2] else None,  # dL/da
-            torch.bmm(HT, GST.transpose(1, 2)) if need[3] else None,  # dL/dST
-            GST.sum(2) if need[4] else None,  # dL/dst0
+            g_aA[:, 1:] if need[1] else None,  # dL/dA = u_l^T dL/dpre
+            g_aA[:, 0] if need[2] else None,  # dL/da
+            g_st[:, 1:] if need[3] else None,  # dL/dST = h^T dL/d[s|t]
+            g_st[:, 0] if need[4] else None,  # dL/dst0
             (GYT * XT[1:]).sum(2) if need[5] else None,  # dL/dlog_scale = sum_n dL/dy * y
             GYT.sum(2) * e if need[6] else None,  # dL/dbias = e * sum_n dL/dy
         ]
@@ -302,12 +315,35 @@ def realnvp_forward(
     check_params(x, params)
     if W.shape[0] == 0:
         return x, x.new_zeros(x.shape[0])
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
-        y, ld = _RealNVPFunction.apply(x, slope, scale_shift, *params)
-    else:  # inference: one scratch buffer per activation, nothing kept
-        r = _sweep(x.T, params, slope, scale_shift, keep=False)
-        y, ld = r["yt"].T, r["ld"]
+    train = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+    rows = _rows_per_chunk(x, W.shape[0], A.shape[2], train)
+    ys, lds = [], []
+    for xc in x.split(rows) if rows < x.shape[0] else (x,):
+        if train:
+            y, ld = _RealNVPFunction.apply(xc, slope, scale_shift, *params)
+        else:  # inference: one scratch buffer per activation, nothing kept
+            r = _sweep(xc.T, params, slope, scale_shift, keep=False)
+            y, ld = r["yt"].T, r["ld"]
+        ys.append(y)
+        lds.append(ld)
+    y, ld = (ys[0], lds[0]) if len(ys) == 1 else (torch.cat(ys), torch.cat(lds))
     return y, ld + _logdet_const(W, log_scale)
+
+
+# Largest buffer one CPU sweep allocates. glibc serves allocations above its mmap threshold
+# (at most 32 MiB) with fresh mmap'd pages, which the kernel faults in and zeroes on every
+# call: with the (K, H, N) hidden activations of K = 20, N = 8192 (168 MiB) that was 1e5 page
+# faults and 0.2 s of system time per forward + backward, a third of the step.
+_CPU_BUFFER_BYTES = 16 << 20
+
+
+def _rows_per_chunk(x: torch.Tensor, depth: int, hidden: int, train: bool) -> int:
+    """Rows per sweep: all of them on GPUs; on the CPU, buffers of at most _CPU_BUFFER_BYTES."""
+    if x.device.type != "cpu":
+        return x.shape[0]
+    per_row = (depth if train else 1) * (hidden + 1) * x.element_size()  # HT, the largest
+    per_row = max(per_row, depth * x.shape[1] * x.element_size())  # STT (kept in inference)
+    return max(64, _CPU_BUFFER_BYTES // per_row)
 
 
 # --------------------------------------------------------------------------------------------
