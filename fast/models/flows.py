@@ -109,15 +109,15 @@ def _shifted_st0(st0: torch.Tensor, scale_shift: float) -> torch.Tensor:
     return torch.cat([st0[:, :dr] + scale_shift, st0[:, dr:]], dim=1)
 
 
-def _with_bias_column(bias: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
-    """[bias | weight^T] (K, M, 1 + J) from bias (K, M) and weight^T (K, M, J).
+def _with_bias_row(bias: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """[bias; weight] (K, 1 + J, M) from bias (K, M) and weight (K, J, M): row 0 is the bias.
 
-    The activations carry a row of ones on top, (1 + J, N), so one mm computes
-    weight^T act + bias: addmm would first copy the bias broadcast over the N columns into the
-    output, element by element (a stride-0 inner dimension), which costs as much as the matmul
-    at N = 8192.
+    The activations carry a row of ones on top, (1 + J, N), so one mm of the transposed view,
+    [bias; weight]^T [1; act], computes weight^T act + bias: addmm would first copy the bias
+    broadcast over the N columns into the output element by element (a stride-0 inner
+    dimension), which costs as much as the matmul at N = 8192.
     """
-    return torch.cat([bias.unsqueeze(2), weight_t], dim=2)
+    return torch.cat([bias.unsqueeze(1), weight], dim=1)
 
 
 def _sweep(
@@ -148,8 +148,8 @@ def _sweep(
     new = xt.new_empty
     e = torch.exp(log_scale)  # (K, D)
     be = bias * e  # y = v * e + bias * e
-    Aa = _with_bias_column(a, A.transpose(1, 2))  # [a | A^T] (K, H, 1 + Dl)
-    STa = _with_bias_column(_shifted_st0(st0, scale_shift), ST.transpose(1, 2))  # (K, 2 Dr, 1 + H)
+    aA = _with_bias_row(a, A).transpose(1, 2)  # [a; A]^T (K, H, 1 + Dl)
+    stST = _with_bias_row(_shifted_st0(st0, scale_shift), ST).transpose(1, 2)  # (K, 2 Dr, 1 + H)
     n = K if keep else 1
     XT, VT, HT, SIG = new(n + 1, D, N), new(n, 1 + D, N), new(n, 1 + H, N), new(n, dr, N)
     VT[:, 0].fill_(1.0)
@@ -167,15 +167,15 @@ def _sweep(
         outs = [XT[0]] * (K - 1) + [XT[1]]
         vs, uls, urs = [VT[0, 1:]] * K, [VT[0, : 1 + dl]] * K, [VT[0, 1 + dl :]] * K
         hs, pres, sigs = [HT[0]] * K, [HT[0, 1:]] * K, [SIG[0]] * K
-    Wt, Aas, STas = W.transpose(1, 2).unbind(0), Aa.unbind(0), STa.unbind(0)
+    Wt, aAs, stSTs = W.transpose(1, 2).unbind(0), aA.unbind(0), stST.unbind(0)
     e_c, be_c = e.unsqueeze(2).unbind(0), be.unsqueeze(2).unbind(0)  # (D, 1)
     STTs, ss, ts = STT.unbind(0), STT[:, :dr].unbind(0), STT[:, dr:].unbind(0)
     for k in range(K):
         v, u_r, pre, sig = vs[k], urs[k], pres[k], sigs[k]
         torch.mm(Wt[k], xs[k], out=v)  # u^T = W^T x^T (D, N)
-        torch.mm(Aas[k], uls[k], out=pre)  # A^T u_l^T + a (H, N)
+        torch.mm(aAs[k], uls[k], out=pre)  # A^T u_l^T + a (H, N)
         F.leaky_relu(pre, slope, inplace=True)  # h
-        torch.mm(STas[k], hs[k], out=STTs[k])  # [s + c | t]^T = ST^T h^T + st0 (2 Dr, N)
+        torch.mm(stSTs[k], hs[k], out=STTs[k])  # [s + c | t]^T = ST^T h^T + st0 (2 Dr, N)
         torch.sigmoid(ss[k], out=sig)
         torch.addcmul(ts[k], u_r, sig, out=u_r)  # v_r = u_r * sigmoid(s + c) + t
         if init:
