@@ -263,7 +263,8 @@ def _restore_best(out: Path, vae: VAE, best: dict) -> None:
 
 
 def _epoch_hook(epochs_done: int) -> None:
-    """Called after each epoch's checkpoint (tests replace it to simulate a killed process)."""
+    """Called after each epoch's checkpoint with the schedule position (after an early stop,
+    the end of the scope); tests replace it to simulate a killed process."""
 
 
 def make_optimizer(vae: VAE, lr: float) -> torch.optim.Adam:
