@@ -244,7 +244,7 @@ def _lse_update(lw, valid, run_max, run_sum, BLOCK_S: tl.constexpr, BLOCK_B: tl.
 # --------------------------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------------------------
-@triton.jit
+@triton.jit(do_not_specialize=["C"])  # conv heads of 32 and 33 channels: one binary
 def _loglik_fwd_kernel(
     # data pointers
     Hp,  # (M, HID) dense or (M, C, NPIX) conv last hidden activations, contiguous
@@ -285,7 +285,7 @@ def _loglik_fwd_kernel(
         tl.store(out + rows, ll, mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C"])  # conv heads of 32 and 33 channels: one binary
 def _iw_nll_fwd_kernel(
     # data pointers
     Hp,  # (S*B, HID) or (S*B, C, NPIX), rows sample-major (row s * B + b)
@@ -403,18 +403,22 @@ def _dense_bwd_rows_kernel(
             acc_rows = GH + rows * HID  # (BLOCK_M,) accumulate in the output rows themselves
         else:
             acc_rows = ACC + (pid * BLOCK_M + r).to(tl.int64) * HID
+        # each pixel tile read-modify-writes the accumulator rows (and, when deterministic,
+        # the dW slice) that the previous one wrote, maybe from other threads: a barrier
+        # between them makes those global writes visible (__syncthreads semantics)
         _dense_bwd_dtile(Hp, Wp, Bp, Xp, gw, gb, GH, acc_rows, g, rows, xrows, rmask, 0, 0,
                          DETERMINISTIC, True, HID, BLOCK_M, BLOCK_D, BLOCK_K,
                          PRECISION)  # fmt: skip
+        tl.debug_barrier()
         for d0 in range(BLOCK_D, MID_END, BLOCK_D):
             _dense_bwd_dtile(Hp, Wp, Bp, Xp, gw, gb, GH, acc_rows, g, rows, xrows, rmask, d0, 1,
                              DETERMINISTIC, True, HID, BLOCK_M, BLOCK_D, BLOCK_K,
                              PRECISION)  # fmt: skip
+            tl.debug_barrier()
         _dense_bwd_dtile(Hp, Wp, Bp, Xp, gw, gb, GH, acc_rows, g, rows, xrows, rmask, MID_END, 2,
                          DETERMINISTIC, True, HID, BLOCK_M, LAST_BD, BLOCK_K,
                          PRECISION)  # fmt: skip
-        if DETERMINISTIC:
-            tl.debug_barrier()  # the partial slices are re-read next tile, maybe by other threads
+        tl.debug_barrier()
 
 
 @triton.jit
@@ -426,45 +430,82 @@ def _dense_bwd_split_kernel(
     Xp,  # (B, NPIX)
     GLL,  # (M,) dL/d ll, accumulation dtype
     GH,  # out dL/dh, accumulation dtype: (M, HID) zeroed (atomics) or (n_dtiles, M, HID) zeroed
-    GW,  # out (n_mtiles, NPIX, HID) dL/dW per row tile, zeroed
-    GB,  # out (n_mtiles, NPIX) dL/db per row tile, zeroed
+    GW,  # out (NPIX, HID) dL/dW in W's dtype
+    GB,  # out (NPIX,) dL/db, accumulation dtype
     # shapes
     M,
     B,
+    n_tiles,  # row tiles (every program walks all of them)
     # constants
     HID: tl.constexpr,
+    HID_PAD: tl.constexpr,  # next power of two >= HID (>= 32): the dW register accumulator
+    DW_IN_REGS: tl.constexpr,  # dW[d, :] in registers (tensor-core dots); else in GW's rows
     DETERMINISTIC: tl.constexpr,  # dh per pixel tile (reduced by torch) instead of atomics
     BLOCK_M: tl.constexpr,
-    BLOCK_D: tl.constexpr,
-    BLOCK_D_TAIL: tl.constexpr,
+    BLOCK_D: tl.constexpr,  # 16: 49 pixel tiles, so the dW rows of one fit in registers
+    BLOCK_D_TAIL: tl.constexpr,  # 0 (16 divides 784)
     BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
 ):
-    """Small M (too few row tiles to fill the GPU): program (row tile i, pixel tile j). Its dW
-    rows d and db[d] belong to row tile i alone (plain stores into slice i); dh of the rows
-    gets one contribution per pixel tile (atomics, or slice j when deterministic)."""
-    D_MAIN: tl.constexpr = NPIX // BLOCK_D * BLOCK_D
-    tl.static_assert(D_MAIN + BLOCK_D_TAIL == NPIX, "pixel tiles must cover NPIX exactly")
-    pid_m = tl.program_id(0)
-    d_tile = tl.program_id(1)
-    rows = (pid_m * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
-    rmask = rows < M
-    g = tl.load(GLL + rows, mask=rmask, other=0.0)
-    gw = GW + pid_m.to(tl.int64) * (NPIX * HID)
-    gb = GB + pid_m * NPIX
+    """Small M (fewer row tiles than the 49 pixel tiles of 16): program j owns pixel tile j,
+    walks all row tiles and owns dW[d, :], db[d]: in registers (two (HID_PAD / 2, 16) halves,
+    written once in W's dtype at the end), or, for FMA dots (IEEE fp32, whose operands would
+    not fit in registers beside that accumulator), as its rows of GW that the first row tile
+    stores and later ones read-modify-write (L2-resident). dh of every row gets one
+    contribution per pixel tile: atomics, or slice j when deterministic."""
+    tl.static_assert(BLOCK_D_TAIL == 0, "the split backward tiles 784 pixels by 16")
+    tl.static_assert(NPIX % BLOCK_D == 0, "pixel tiles must cover NPIX exactly")
+    HALF: tl.constexpr = HID_PAD // 2
+    d_tile = tl.program_id(0)
+    dcols = d_tile * BLOCK_D + tl.arange(0, BLOCK_D)
+    kh = tl.arange(0, HALF)
+    gw_rows = GW + dcols * HID  # (BLOCK_D,) pointers to this program's rows of dW
+    dw_lo = tl.zeros((HALF, BLOCK_D), dtype=Bp.dtype.element_ty)  # dW[d, :HALF]^T
+    dw_hi = tl.zeros((HALF, BLOCK_D), dtype=Bp.dtype.element_ty)  # dW[d, HALF:]^T
+    db = tl.zeros((BLOCK_D,), dtype=Bp.dtype.element_ty)
     if DETERMINISTIC:
         gh = GH + d_tile.to(tl.int64) * M * HID
     else:
         gh = GH
-    if d_tile * BLOCK_D < D_MAIN:
-        _dense_bwd_dtile(Hp, Wp, Bp, Xp, gw, gb, gh, gh + rows * HID, g, rows, rows % B, rmask,
-                         d_tile * BLOCK_D, 3, True, DETERMINISTIC, HID, BLOCK_M, BLOCK_D,
-                         BLOCK_K, PRECISION)  # fmt: skip
-    else:
-        if BLOCK_D_TAIL > 0:
-            _dense_bwd_dtile(Hp, Wp, Bp, Xp, gw, gb, gh, gh + rows * HID, g, rows, rows % B,
-                             rmask, D_MAIN, 3, True, DETERMINISTIC, HID, BLOCK_M, BLOCK_D_TAIL,
-                             BLOCK_K, PRECISION)  # fmt: skip
+    kcol = tl.arange(0, BLOCK_K)
+    for t in range(0, n_tiles):
+        rows = (t * BLOCK_M + tl.arange(0, BLOCK_M)).to(tl.int64)
+        rmask = rows < M
+        g = tl.load(GLL + rows, mask=rmask, other=0.0)
+        l = _dense_logits(Hp, Wp, Bp, rows, rmask, dcols, HID, BLOCK_M, BLOCK_D, BLOCK_K,
+                          PRECISION)  # fmt: skip
+        x = tl.load(Xp + (rows % B)[:, None] * NPIX + dcols[None, :]).to(l.dtype)
+        dl = g[:, None] * (x - tl.sigmoid(l))  # (BLOCK_M, BLOCK_D); rows >= M have g = 0
+        db += tl.sum(dl, axis=0)
+        dlc = dl.to(Hp.dtype.element_ty)
+        if DW_IN_REGS:
+            hp = Hp + rows[:, None] * HID + kh[None, :]  # h again, in halves, L2-hot
+            h_lo = tl.load(hp, mask=rmask[:, None] & (kh < HID)[None, :], other=0.0)
+            h_hi = tl.load(hp + HALF, mask=rmask[:, None] & (kh + HALF < HID)[None, :], other=0.0)
+            dw_lo = _mma(tl.trans(h_lo), dlc, dw_lo, PRECISION)
+            dw_hi = _mma(tl.trans(h_hi), dlc, dw_hi, PRECISION)
+        for k0 in range(0, HID, BLOCK_K):
+            kk = k0 + kcol
+            kmask = kk < HID
+            if not DW_IN_REGS:  # dW[d, k] (+)= dl^T h[:, k] in this program's rows of GW
+                hk = tl.load(Hp + rows[:, None] * HID + kk[None, :],
+                             mask=rmask[:, None] & kmask[None, :], other=0.0)  # fmt: skip
+                gwk = _mma(tl.trans(dlc), hk, tl.zeros((BLOCK_D, BLOCK_K), l.dtype), PRECISION)
+                pw = gw_rows[:, None] + kk[None, :]
+                if t > 0:
+                    gwk += tl.load(pw, mask=kmask[None, :], other=0.0)
+                tl.store(pw, gwk.to(GW.dtype.element_ty), mask=kmask[None, :])
+            wk = tl.load(Wp + dcols[:, None] * HID + kk[None, :], mask=kmask[None, :], other=0.0)
+            part = _mma(dlc, wk, tl.zeros((BLOCK_M, BLOCK_K), l.dtype), PRECISION)  # dl W[d, k]
+            _accumulate(gh + rows[:, None] * HID + kk[None, :], part,
+                        rmask[:, None] & kmask[None, :], DETERMINISTIC)  # fmt: skip
+        if not DW_IN_REGS:
+            tl.debug_barrier()  # the next row tile re-reads the dW rows, maybe by other threads
+    if DW_IN_REGS:
+        pw = gw_rows[None, :] + kh[:, None]  # (HALF, BLOCK_D)
+        tl.store(pw, dw_lo.to(GW.dtype.element_ty), mask=(kh < HID)[:, None])
+        tl.store(pw + HALF, dw_hi.to(GW.dtype.element_ty), mask=(kh + HALF < HID)[:, None])
+    tl.store(GB + dcols, db)
 
 
 @triton.jit
@@ -489,7 +530,7 @@ def _conv_bwd_tile(
     return dw, db
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C"])  # conv heads of 32 and 33 channels: one binary
 def _conv_bwd_kernel(
     # data pointers
     Hp,  # (M, C, NPIX) input dtype
@@ -581,29 +622,44 @@ _ROWS = {
     "ieee": dict(BLOCK_M=64, BLOCK_D=128, BLOCK_K=32, num_warps=8, num_stages=3),
     "fp64": dict(BLOCK_M=32, BLOCK_D=64, BLOCK_K=16, num_warps=8, num_stages=2),
 }
-# Large-M backward (`_dense_bwd_rows_kernel`): each program keeps two sets hot in L2 while its
-# pixel tiles re-read them, its h tile and its dh accumulator rows (float32/64): together
-# BLOCK_M x 500 x (itemsize + 4 or 8) = 192 KB (bf16, 64 rows), 128 KB (fp32, 32 rows; fp64,
-# 16 rows), and the grid is cut to fit one wave of them in half the L2 (`_bwd_programs`).
-# BLOCK_D = 128 (+ tail): 7 pixel tiles, so h and the accumulator rows are re-read 7 times;
-# BLOCK_K the widest that compiles without spilling (the logits tile, dl in two dot-operand
-# layouts and the (BLOCK_M, BLOCK_K) and (BLOCK_D, BLOCK_K) results of the hidden pass are live
-# together). Fewer rows than the forward: W is re-read from L2 (and dW atomically added) once
-# per row tile, 2000-8000 times per 128,000 rows; the header counts that traffic.
+# Large-M backward (`_dense_bwd_rows_kernel`): the forward's 64-row tiles (bf16: 64, not 128;
+# fp64: 32), so W is re-read from L2 and dW atomically added once per 64 rows (2000 times per
+# 128,000 rows). Each program keeps two sets hot in L2 while its pixel tiles re-read them, its
+# h tile and its dh accumulator rows (float32/64): BLOCK_M x 500 x (itemsize + 4 or 8) =
+# 192 KB bf16, 256 KB fp32 and fp64, so `loglik_bwd_settings` cuts the grid to the programs
+# whose sets fit in half the L2: 130 (bf16) and 97 (fp32, fp64) on an H100, the price of not
+# re-streaming W through L2 twice as often with 32-row tiles. BLOCK_D = 128 (+ the tail; fp64
+# 64): 7 pixel tiles, so h and the accumulator rows are re-read 7 times; BLOCK_K = 16, the
+# widest that compiles without spilling (the logits tile, dl in two dot-operand layouts and
+# the (BLOCK_M, BLOCK_K) and (BLOCK_D, BLOCK_K) results of the hidden pass are live together;
+# TF32 takes 254 of the 255 registers).
 _BWD_ROWS = {
     "bf16": dict(BLOCK_M=64, BLOCK_D=128, BLOCK_K=16, num_warps=8, num_stages=3),
-    "tf32": dict(BLOCK_M=32, BLOCK_D=128, BLOCK_K=32, num_warps=8, num_stages=3),
-    "ieee": dict(BLOCK_M=32, BLOCK_D=128, BLOCK_K=16, num_warps=8, num_stages=3),
-    "fp64": dict(BLOCK_M=16, BLOCK_D=128, BLOCK_K=16, num_warps=8, num_stages=2),
+    "tf32": dict(BLOCK_M=64, BLOCK_D=128, BLOCK_K=16, num_warps=8, num_stages=3),
+    "ieee": dict(BLOCK_M=64, BLOCK_D=128, BLOCK_K=16, num_warps=8, num_stages=3),
+    "fp64": dict(BLOCK_M=32, BLOCK_D=64, BLOCK_K=16, num_warps=8, num_stages=2),
 }
-# Small M (fewer row tiles than SMs: training batches): SPLIT grids of (row tile, pixel tile)
-# programs with 64-row (fp64: 32) x 64-pixel tiles: a 128-row batch runs as 2 x 13 programs
-# that each read 1/13 of W, instead of 1-2 programs streaming all of it.
+# Small M (training batches). Forward (fewer row tiles than SMs): (row tile, pixel tile)
+# programs of 64 (fp64: 32) rows x 64 pixels: a 128-row batch runs as 2 x 13 programs that
+# each read 1/13 of W instead of 1-2 programs streaming all of it.
 _SPLIT = {
     "bf16": dict(BLOCK_M=64, BLOCK_D=64, BLOCK_K=64, num_warps=4, num_stages=3),
     "tf32": dict(BLOCK_M=64, BLOCK_D=64, BLOCK_K=32, num_warps=4, num_stages=3),
     "ieee": dict(BLOCK_M=64, BLOCK_D=64, BLOCK_K=16, num_warps=8, num_stages=3),
     "fp64": dict(BLOCK_M=32, BLOCK_D=64, BLOCK_K=16, num_warps=4, num_stages=2),
+}
+# Backward (fewer `_BWD_ROWS` row tiles than 49, or than SMs): one program per 16-pixel tile walks all the
+# rows, so dW[d, :] (16 x 512 float32: 32 registers per thread over 8 warps) and db[d] stay
+# in registers and are written once in W's dtype; W[d, :] is read once per row tile. h comes
+# twice per row tile (K chunks for the logits, two (BLOCK_M, 256) halves for dW): BLOCK_M =
+# 64 bf16 / 32 fp32 / 16 fp64 keeps a half at 32 KB. IEEE fp32 (FMA dots keep K values of
+# each operand per output in registers) accumulates dW in its own rows of the output instead,
+# chunk by chunk, with 4 warps.
+_BWD_SPLIT = {
+    "bf16": dict(BLOCK_M=64, BLOCK_D=16, BLOCK_K=64, num_warps=8, num_stages=2),
+    "tf32": dict(BLOCK_M=32, BLOCK_D=16, BLOCK_K=32, num_warps=8, num_stages=2),
+    "ieee": dict(BLOCK_M=32, BLOCK_D=16, BLOCK_K=32, num_warps=4, num_stages=2),
+    "fp64": dict(BLOCK_M=16, BLOCK_D=16, BLOCK_K=16, num_warps=8, num_stages=2),
 }
 # Conv head (1x1 conv, C = 32/33 channels; memory-bound, 2 FLOPs per h element): BLOCK_M = 4
 # rows x BLOCK_D = 256 pixels (784 = 3 x 256 + 16); each channel step loads 4 contiguous 1 KB
@@ -668,25 +724,28 @@ def loglik_bwd_settings(M: int, hid: int, is_conv: bool, dtype: torch.dtype, pre
                         n_sms: int, l2_bytes: int) -> dict:  # fmt: skip
     """Launch settings of the backward kernels.
 
-    Conv (`_conv_bwd_kernel`): `_CONV`, one row tile per program. Dense, at least one forward
-    row tile per SM (`_dense_bwd_rows_kernel`): `_BWD_ROWS`, grid-strided over the row tiles
-    by at most one program per SM, and at most as many as keep their h tiles and dh
-    accumulator rows (BLOCK_M x hid each) within half of `l2_bytes`.
-    Dense, fewer (`_dense_bwd_split_kernel`): `_SPLIT` on a (row tiles, pixel tiles) grid.
+    Conv (`_conv_bwd_kernel`): `_CONV`, one row tile per program. Dense, as many `_BWD_ROWS`
+    row tiles as the split kernel has programs (49) or SMs, whichever is less
+    (`_dense_bwd_rows_kernel`): grid-strided over the row tiles by at most one program per
+    SM, and at most as many as keep their h tiles and dh accumulator rows (BLOCK_M x hid
+    each) within half of `l2_bytes`. Fewer (`_dense_bwd_split_kernel`): `_BWD_SPLIT`, one
+    program per 16-pixel tile, each walking all the rows (M < 3136 fp32 rows on an H100).
     """
     if is_conv:
         n = triton.cdiv(M, _CONV["BLOCK_M"])
         return _with_grid(_CONV, (n,), n_tiles=n, SPLIT=False)
     dc = _dclass(dtype, precision)
-    if triton.cdiv(M, _ROWS[dc]["BLOCK_M"]) >= n_sms:
-        s = _BWD_ROWS[dc]
-        n = triton.cdiv(M, s["BLOCK_M"])
+    s = _BWD_ROWS[dc]
+    n = triton.cdiv(M, s["BLOCK_M"])
+    n_split_programs = _n_dtiles(_BWD_SPLIT[dc]["BLOCK_D"])
+    if n >= min(n_sms, n_split_programs):
         per_prog = s["BLOCK_M"] * hid * (dtype.itemsize + (8 if dc == "fp64" else 4))
         P = max(1, min(n, n_sms, l2_bytes // 2 // per_prog))
         return _with_grid(s, (P,), n_tiles=n, SPLIT=False)
-    s = _SPLIT[dc]
-    n = triton.cdiv(M, s["BLOCK_M"])
-    return _with_grid(s, (n, _n_dtiles(s["BLOCK_D"])), n_tiles=n, SPLIT=True)
+    s = _BWD_SPLIT[dc]
+    return _with_grid(s, (n_split_programs,), n_tiles=triton.cdiv(M, s["BLOCK_M"]),
+                      HID_PAD=max(32, triton.next_power_of_2(hid)), DW_IN_REGS=dc != "ieee",
+                      SPLIT=True)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -750,7 +809,7 @@ def _launch_loglik_bwd(h, W, b, x, gll, logits, is_conv: bool):
     g = gll.to(cdt).contiguous()
     dev = h.device
     if is_conv:
-        c_pad = triton.next_power_of_2(C)
+        c_pad = max(64, triton.next_power_of_2(C))  # 32 and 33 channels: one binary
         gh = launch.empty(hv.shape, h, h.dtype)
         pw = launch.empty((s["n_tiles"], c_pad), h, cdt)
         pb = launch.empty((s["n_tiles"],), h, cdt)
@@ -773,17 +832,19 @@ def _launch_loglik_bwd(h, W, b, x, gll, logits, is_conv: bool):
             **_launch_kwargs(s, "BLOCK_M", "BLOCK_D", "BLOCK_D_TAIL", "BLOCK_K"),
         )  # fmt: skip
         return gh, (gw.sum(0) if det else gw), (gb.sum(0) if det else gb)
-    n_m, n_d = s["grid"]
+    n_d = s["grid"][0]
     gh = torch.zeros((n_d, M, HID) if det else (M, HID), device=dev, dtype=cdt)
-    gw = torch.zeros((n_m, N_PIXELS, HID), device=dev, dtype=cdt)
-    gb = torch.zeros((n_m, N_PIXELS), device=dev, dtype=cdt)
+    gw = launch.empty((N_PIXELS, HID), h, W.dtype)
+    gb = launch.empty((N_PIXELS,), h, cdt)
     _dense_bwd_split_kernel[s["grid"]](
-        hv, Wc, bc, x.contiguous(), g, gh, gw, gb, M, B,
+        hv, Wc, bc, x.contiguous(), g, gh, gw, gb, M, B, s["n_tiles"],
         HID=HID, DETERMINISTIC=det, PRECISION=prec,
-        **_launch_kwargs(s, "BLOCK_M", "BLOCK_D", "BLOCK_D_TAIL", "BLOCK_K"),
+        **_launch_kwargs(
+            s, "HID_PAD", "DW_IN_REGS", "BLOCK_M", "BLOCK_D", "BLOCK_D_TAIL", "BLOCK_K"
+        ),
     )  # fmt: skip
     gh = gh.sum(0) if det else gh
-    return gh.to(h.dtype), gw.sum(0), gb.sum(0)
+    return gh.to(h.dtype), gw, gb
 
 
 def _launch_iw(h, W, b, x, log_pz, log_qz, is_conv: bool, store_logw: bool):
