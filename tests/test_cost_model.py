@@ -50,3 +50,42 @@ def test_kernel_cost_ratios():
     assert kc.eager_predicted_us == pytest.approx(3.0)
     assert kc.row().keys() == {"kernel", "config", "bytes", "min_bytes", "flops", "useful_flops",
                                "predicted_us", "eager_predicted_us"}  # fmt: skip
+
+
+def test_iw_nll_eval_launch_counted_by_hand():
+    """`cost_iw_nll` on the bf16 IW-NLL evaluation launch (S = 1000, B = 128, Linear(500, 784)),
+    against bytes and FLOPs written out here from the kernel's tiling: 128-row tiles (one
+    sample x 128 images), 1000 of them over 125 programs of 8, 7 pixel tiles (6 x 128 + 16),
+    K = 500 run as 512 (16-wide chunks)."""
+    aot = pytest.importorskip("vaeprior.bench.gpu.aot")
+    ci = pytest.importorskip("vaeprior.bench.gpu.cost_iw_nll")
+    from vaeprior.fast.kernels import iw_nll as ik
+
+    S, B, H, bf = 1000, 128, 500, torch.bfloat16
+
+    def call():
+        def m(*shape, dtype=bf):
+            return torch.empty(shape, device="meta", dtype=dtype)
+
+        ik.iw_nll(m(S * B, H), m(784, H), m(784), m(B, 784), m(S, B), m(S, B))
+
+    (launch,) = aot.capture(aot.Scenario("iw_nll", "hand-counted", "bf16", call))
+    assert launch.kernel == "_iw_nll_fwd_kernel" and launch.grid == (1, 125)
+    kc = ci.MODELS[launch.kernel](launch)
+    assert kc.flops == 2 * 1000 * 128 * 784 * 512  # K padded to 512, no padded row or pixel
+    assert kc.useful_flops == 2 * 128_000 * 784 * 500
+    assert kc.precision == "bf16"
+    h = 128_000 * 500 * 2  # the 125 programs' h tiles (16 MB) fit in half the L2: read once
+    w = 784 * 500 * 2 + 784 * 4  # W bf16, b float32
+    x = 128 * 784 * 2
+    lp = 2 * 128_000 * 2  # log p(z), log q(z|x)
+    parts = 3 * 125 * 128 * 4  # (max, sum exp, sum ll) per program and image, float32
+    assert kc.bytes == h + w + x + lp + 2 * parts  # written, then read by the torch combine
+    assert kc.min_bytes == h + w + x + lp + 128 * 4
+    # W re-read from L2 by each of the 1000 row tiles, h by each of the 7 pixel tiles
+    assert kc.l2_bytes == 7 * h + 1000 * w + 1000 * 128 * 784 * 2 + lp + 2 * parts
+    assert kc.predicted_us == pytest.approx(2 * 1000 * 128 * 784 * 512 / 990e12 * 1e6)
+    gemm = kc.eager[0]  # eager's addmm: h, W, bias read once, logits written once
+    assert gemm.bytes == 2 * (128_000 * 500 + 500 * 784 + 128_000 * 784 + 784)
+    assert gemm.flops == 2 * 128_000 * 784 * 500
+    assert kc.targets()["time_ratio"] < 1 / 3
