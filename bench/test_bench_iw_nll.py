@@ -4,11 +4,14 @@ Paper sizes (CUDA): B = 128 images, S = 1000 samples, DenseVAE head Linear(500 -
 ResnetVAE 1x1 head Conv2d(32 -> 1); peak memory as S grows (100, 1000, 5000, dense head).
 CPU: torch paths only, B = 16, S = 50 (dense) / B = 8, S = 10 (conv), S sweep / 10.
 
-FLOPs (head only; Bernoulli and log-mean-exp element-wise work ignored):
-    dense = 2 S B H 784           conv 1x1 = 2 S B C 784
-Bytes (minimum traffic, float32):
-    dense = 4 (S B H + 784 H + 784 + B 784 + 2 S B + B)
-    conv  = 4 (S B C 784 + C + 1 + B 784 + 2 S B + B)
+FLOPs and bytes are the roofline model's (`vaeprior.bench.gpu.cost_iw_nll`, which counts the
+captured launches; `test_formulas_are_the_cost_model_s` checks the two agree):
+    FLOPs (head only; Bernoulli and log-mean-exp element-wise work ignored):
+        dense = 2 S B H 784           conv 1x1 = 2 S B C 784
+    Bytes (minimum traffic: h, W, b, x, log p(z), log q(z|x) read once, the NLL written once;
+    float32 here):
+        dense = 4 (S B H + 784 H + 784 + B 784 + 2 S B + B)
+        conv  = 4 (S B C 784 + C + 1 + B 784 + 2 S B + B)
 The dense head is compute-bound (~780 FLOP/byte, report TFLOP/s), the conv head memory-bound
 (0.5 FLOP/byte, report GB/s); the extra_info carries both.
 """
@@ -19,6 +22,7 @@ import pytest
 import torch
 
 from vaeprior.bench.conftest import COMPILE, DEVICE, ON_GPU, needs_compile, needs_gpu
+from vaeprior.bench.gpu.cost_iw_nll import MODELS, iw_nll_min_bytes, iw_nll_useful_flops
 from vaeprior.fast.kernels.iw_nll import iw_nll, iw_nll_conv1x1, iw_nll_torch
 
 NPIX, HID, CH = 784, 500, 32
@@ -44,14 +48,42 @@ def _inputs(head: str, B: int, S: int) -> list[torch.Tensor]:
 
 
 def _flops(head: str, B: int, S: int) -> float:
-    return 2.0 * S * B * (CH if head == "conv" else HID) * NPIX
+    return iw_nll_useful_flops(S, B, CH if head == "conv" else HID)
 
 
 def _bytes(head: str, B: int, S: int) -> float:
+    conv = head == "conv"
+    return iw_nll_min_bytes(S, B, CH if conv else HID, conv, torch.float32, torch.float32)
+
+
+@pytest.mark.parametrize("head", ["dense", "conv"])
+def test_formulas_are_the_cost_model_s(head):
+    """The reported FLOPs and bytes are the roofline model's useful FLOPs and minimum bytes of
+    the same call (captured on meta tensors, float32), and the written-out formulas above."""
+    aot = pytest.importorskip("vaeprior.bench.gpu.aot")
+    S, B = 1000, 128
+
+    def call():
+        def m(*shape):
+            return torch.empty(shape, device="meta")
+
+        if head == "conv":
+            iw_nll_conv1x1(m(S * B, CH, 28, 28), m(1, CH, 1, 1), m(1), m(B, NPIX), m(S, B),
+                           m(S, B))  # fmt: skip
+        else:
+            iw_nll(m(S * B, HID), m(NPIX, HID), m(NPIX), m(B, NPIX), m(S, B), m(S, B))
+
+    (launch,) = aot.capture(aot.Scenario("iw_nll", f"bench {head}", "fp32", call))
+    kc = MODELS[launch.kernel](launch)
+    assert _flops(head, B, S) == kc.useful_flops
+    assert _bytes(head, B, S) == kc.min_bytes
     common = B * NPIX + 2 * S * B + B
     if head == "conv":
-        return 4.0 * (S * B * CH * NPIX + CH + 1 + common)
-    return 4.0 * (S * B * HID + NPIX * HID + NPIX + common)
+        assert _bytes(head, B, S) == 4.0 * (S * B * CH * NPIX + CH + 1 + common)
+        assert _flops(head, B, S) == 2.0 * S * B * CH * NPIX
+    else:
+        assert _bytes(head, B, S) == 4.0 * (S * B * HID + NPIX * HID + NPIX + common)
+        assert _flops(head, B, S) == 2.0 * S * B * HID * NPIX
 
 
 def _fused(h, W, b, x, lpz, lqz):

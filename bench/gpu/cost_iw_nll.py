@@ -104,6 +104,26 @@ class _L:
         return " ".join([*parts, f"grid={self.grid}", str(self.t["Hp"].dtype).split(".")[-1]])
 
 
+def iw_nll_useful_flops(S: int, B: int, hid: int) -> float:
+    """FLOPs the IW-NLL needs: the head's products, 2 S B 784 hid (hid = channels for conv)."""
+    return 2.0 * S * B * NPIX * hid
+
+
+def iw_nll_min_bytes(
+    S: int, B: int, hid: int, conv: bool, dtype: torch.dtype, lp_dtype: torch.dtype
+) -> float:
+    """Minimum HBM bytes of the IW-NLL: h, W (dense: input dtype; conv: float32/64), b, x,
+    log p(z), log q(z|x) read once, the per-x NLL written once (the model's `min_bytes`)."""
+    isz, acc = cm.itemsize(dtype), 8 if dtype == torch.float64 else 4
+    state = max(acc, cm.itemsize(lp_dtype))
+    head = (
+        (S * B * hid * NPIX * isz + (hid + 1) * acc)
+        if conv
+        else (S * B * hid * isz + NPIX * hid * isz + NPIX * acc)
+    )
+    return float(head + B * NPIX * isz + 2 * S * B * cm.itemsize(lp_dtype) + B * state)
+
+
 def _reread(total: float, wave_set: float, readers: int) -> float:
     """HBM bytes of a tensor of `total` bytes whose per-wave share `wave_set` is re-read by
     `readers` tiles: once if the wave's share fits in L2 (`cm.l2_once`), else per reader."""
@@ -259,15 +279,17 @@ def iw_fwd(launch) -> IwKernelCost:
     n_btiles, n_split = L.grid
     n_row_tiles = n_btiles * L.s["n_stiles"]
     wave_rows = S * B if conv else n_btiles * n_split * bm
-    flops, useful, hbm, min_in, l2 = _head_common(L, S * B, bm, wave_rows, n_row_tiles)
+    flops, _, hbm, _, l2 = _head_common(L, S * B, bm, wave_rows, n_row_tiles)
     lp = (S * B) * (L.isz("LPZ") + L.isz("LQZ"))
     isd = L.isz("PMAX")
     out = 2 * 3 * n_split * B * isd + (S * B * isd if c["STORE_LOGW"] else 0)  # + the combine
     dt = L.t["Hp"].dtype
     hid = L.s["C"] if conv else c["HID"]
+    useful = iw_nll_useful_flops(S, B, hid)  # shared with bench/test_bench_iw_nll.py
+    min_bytes = iw_nll_min_bytes(S, B, hid, conv, dt, L.t["LPZ"].dtype)
     return IwKernelCost(
-        launch.kernel, L.config(), hbm + lp + out, min_in + lp + B * isd, flops, useful,
-        L.prec(), _eager_iw(S, B, hid, conv, dt, L.eager_prec(), L.t["LPZ"].dtype),
+        launch.kernel, L.config(), hbm + lp + out, min_bytes, flops, useful, L.prec(),
+        _eager_iw(S, B, hid, conv, dt, L.eager_prec(), L.t["LPZ"].dtype),
         l2_bytes=l2 + lp + out,
     )  # fmt: skip
 
@@ -375,4 +397,4 @@ MODELS = {
     "_conv_bwd_kernel": conv_bwd,
 }
 
-__all__ = ["MODELS", "IwKernelCost"]
+__all__ = ["MODELS", "IwKernelCost", "iw_nll_min_bytes", "iw_nll_useful_flops"]
