@@ -131,13 +131,14 @@ def _sweep(
 ) -> dict[str, torch.Tensor]:
     """All K blocks on feature-major rows xt (D, N); returns y^T and what the backward needs.
 
-    Per block, 7 ops: u = W^T x (mm), pre = A^T u_l + a (mm with the bias column), h =
-    leaky_relu(pre) in place, [s + c | t] = ST^T h + st0 (mm with the bias column), sig =
+    Per block, 7 ops: u = W^T x (mm), pre = A^T u_l + a (mm with the bias row), h =
+    leaky_relu(pre) in place, [s + c | t] = ST^T h + st0 (mm with the bias row), sig =
     sigmoid(s + c), v_r = u_r sig + t written over u_r (so the buffer holds v = [u_l | v_r]),
     y = v e + bias e (addcmul, e = exp(log_scale)). keep=True stores, for every block, its
-    input and output XT (K + 1, D, N), [1; v] VT (K, 1 + D, N), [1; h] HT (K, 1 + H, N) and
-    sig SIG (K, Dr, N); otherwise scratch buffers are reused. The heads of all blocks are
-    always kept, STT (K, 2 Dr, N), so that the log-determinant is one batched log_sigmoid.
+    input and output XT (K + 1, D, N), [1; v] VT (K, 1 + D, N) and sig SIG (K, Dr, N); the
+    hidden layer [1; h] (1 + H, N) is one scratch buffer (the backward recomputes it: 8 % more
+    FLOPs, but the (K, H, N) activations never leave the cache). The heads of all blocks are
+    kept, STT (K, 2 Dr, N), so that the log-determinant is one batched log_sigmoid.
     init=True is ActNorm's data-dependent init: block k's log_scale_k, bias_k are set (in
     place) from the v reaching it.
     """
@@ -151,31 +152,31 @@ def _sweep(
     aA = _with_bias_row(a, A).transpose(1, 2)  # [a; A]^T (K, H, 1 + Dl)
     stST = _with_bias_row(_shifted_st0(st0, scale_shift), ST).transpose(1, 2)  # (K, 2 Dr, 1 + H)
     n = K if keep else 1
-    XT, VT, HT, SIG = new(n + 1, D, N), new(n, 1 + D, N), new(n, 1 + H, N), new(n, dr, N)
+    XT, VT, SIG, STT = new(n + 1, D, N), new(n, 1 + D, N), new(n, dr, N), new(K, 2 * dr, N)
+    h = _hidden_scratch(xt, H, N)  # [1; h] (1 + H, N)
     VT[:, 0].fill_(1.0)
-    HT[:, 0].fill_(1.0)
-    STT = new(K, 2 * dr, N)
     # Per-block views, made in bulk: at N = 128 a Python-level slice costs about as much as
     # the arithmetic of an element-wise op, so the loop body slices nothing.
     if keep:
         XT[0].copy_(xt)
         xs, outs = XT.unbind(0), XT[1:].unbind(0)
         vs, uls, urs = VT[:, 1:].unbind(0), VT[:, : 1 + dl].unbind(0), VT[:, 1 + dl :].unbind(0)
-        hs, pres, sigs = HT.unbind(0), HT[:, 1:].unbind(0), SIG.unbind(0)
+        sigs = SIG.unbind(0)
     else:  # block k reads its input before writing its output: one buffer suffices
         xs = [xt] + [XT[0]] * (K - 1)
         outs = [XT[0]] * (K - 1) + [XT[1]]
         vs, uls, urs = [VT[0, 1:]] * K, [VT[0, : 1 + dl]] * K, [VT[0, 1 + dl :]] * K
-        hs, pres, sigs = [HT[0]] * K, [HT[0, 1:]] * K, [SIG[0]] * K
+        sigs = [SIG[0]] * K
     Wt, aAs, stSTs = W.transpose(1, 2).unbind(0), aA.unbind(0), stST.unbind(0)
     e_c, be_c = e.unsqueeze(2).unbind(0), be.unsqueeze(2).unbind(0)  # (D, 1)
     STTs, ss, ts = STT.unbind(0), STT[:, :dr].unbind(0), STT[:, dr:].unbind(0)
+    pre = h[1:]
     for k in range(K):
-        v, u_r, pre, sig = vs[k], urs[k], pres[k], sigs[k]
+        v, u_r, sig = vs[k], urs[k], sigs[k]
         torch.mm(Wt[k], xs[k], out=v)  # u^T = W^T x^T (D, N)
         torch.mm(aAs[k], uls[k], out=pre)  # A^T u_l^T + a (H, N)
         F.leaky_relu(pre, slope, inplace=True)  # h
-        torch.mm(stSTs[k], hs[k], out=STTs[k])  # [s + c | t]^T = ST^T h^T + st0 (2 Dr, N)
+        torch.mm(stSTs[k], h, out=STTs[k])  # [s + c | t]^T = ST^T h^T + st0 (2 Dr, N)
         torch.sigmoid(ss[k], out=sig)
         torch.addcmul(ts[k], u_r, sig, out=u_r)  # v_r = u_r * sigmoid(s + c) + t
         if init:
@@ -183,7 +184,14 @@ def _sweep(
         torch.addcmul(be_c[k], v, e_c[k], out=outs[k])  # y = v * e + bias * e
     ld = F.logsigmoid(STT[:, :dr]).sum((0, 1))  # (N,) data-dependent part of log|det|
     yt = XT[-1]
-    return {"yt": yt, "ld": ld, "XT": XT, "VT": VT, "HT": HT, "SIG": SIG, "STT": STT, "e": e}
+    return {"yt": yt, "ld": ld, "XT": XT, "VT": VT, "SIG": SIG, "STT": STT, "e": e, "aA": aA}
+
+
+def _hidden_scratch(like: torch.Tensor, hidden: int, n: int) -> torch.Tensor:
+    """[1; h] (1 + H, N): the hidden layer under a row of ones (its bias row's partner)."""
+    h = like.new_empty(1 + hidden, n)
+    h[0].fill_(1.0)
+    return h
 
 
 @torch.no_grad()
@@ -209,7 +217,7 @@ class _RealNVPFunction(torch.autograd.Function):
     def forward(ctx, x, slope, scale_shift, *params):
         r = _sweep(x.T, params, slope, scale_shift, keep=True)
         ctx.slope = slope
-        saved = (r["XT"], r["VT"], r["HT"], r["SIG"], r["STT"], r["e"])
+        saved = (r["XT"], r["VT"], r["SIG"], r["STT"], r["e"], r["aA"])
         ctx.save_for_backward(*saved, *params)
         return r["yt"].T, r["ld"]  # y (N, D): a view of the feature-major output
 
@@ -221,12 +229,14 @@ class _RealNVPFunction(torch.autograd.Function):
         dL/dv = dL/dy e;  dL/dt = dL/dv_r;  dL/du_r = dL/dv_r sig;  (u_l = v_l)
         dL/ds = (1 - sig) (dL/dv_r (v_r - t) + dL/dld)      [d log sig / ds = 1 - sig]
         dL/dh = dL/d[s|t] ST^T;  dL/dpre = dL/dh * (1 if h > 0 else slope);
-        dL/du_l = dL/dv_l + dL/dpre A^T;  dL/dx = dL/du W^T.
-        The weight gradients of all blocks follow in batched matmuls: dL/dW_k = x_k^T dL/du_k,
-        dL/dA_k = u_l^T dL/dpre, dL/dST_k = h^T dL/d[s|t]; dL/dlog_scale_k = sum_n dL/dy * y.
+        dL/du_l = dL/dv_l + dL/dpre A^T;  dL/dx = dL/du W^T;
+        dL/d[st0; ST]_k = [1; h]^T dL/d[s|t],  dL/d[a; A]_k = [1; u_l]^T dL/dpre  (h recomputed),
+        and after the sweep, batched: dL/dW_k = x_k^T dL/du_k,
+        dL/dlog_scale_k = sum_n dL/dy * y,  dL/dbias_k = e sum_n dL/dy.
         """
-        XT, VT, HT, SIG, STT, e, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
+        XT, VT, SIG, STT, e, aA, W, A, _a, ST, _st0, _ls, _b = ctx.saved_tensors
         K, D, N = XT.shape[0] - 1, XT.shape[1], XT.shape[2]
+        H = A.shape[2]
         dl, dr = D // 2, D - D // 2
         new = XT.new_empty
         GYT = new(K, D, N)  # dL/dy_k^T, y_k = output of block k
@@ -235,8 +245,11 @@ class _RealNVPFunction(torch.autograd.Function):
         else:
             GYT[K - 1].copy_(gy.T)
         gld = XT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
-        GUT, GST, GPRET = new(K, D, N), new(K, 2 * dr, N), new(K, A.shape[2], N)
-        diff = new(dr, N)
+        GUT = new(K, D, N)
+        g_st, gpre, diff = new(2 * dr, N), new(H, N), new(dr, N)  # per-block scratch
+        g_s, g_t = g_st[:dr], g_st[dr:]
+        h = _hidden_scratch(XT, H, N)
+        g_stST, g_aA = new(K, 1 + H, 2 * dr), new(K, 1 + dl, H)  # [st0; ST], [a; A] grads
         gyls, gyrs = GYT[:, :dl].unbind(0), GYT[:, dl:].unbind(0)
         gys, gus, guls, gurs = (
             GYT.unbind(0),
@@ -244,37 +257,42 @@ class _RealNVPFunction(torch.autograd.Function):
             GUT[:, :dl].unbind(0),
             GUT[:, dl:].unbind(0),
         )
-        gsts, gss, gts = GST.unbind(0), GST[:, :dr].unbind(0), GST[:, dr:].unbind(0)
-        gpres, hs, sigs = GPRET.unbind(0), HT[:, 1:].unbind(0), SIG.unbind(0)
-        vrs, ts = VT[:, 1 + dl :].unbind(0), STT[:, dr:].unbind(0)
+        sigs, vrs, ts = SIG.unbind(0), VT[:, 1 + dl :].unbind(0), STT[:, dr:].unbind(0)
+        uls = VT[:, : 1 + dl].unbind(0)
         e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
-        Ws, As, STs = W.unbind(0), A.unbind(0), ST.unbind(0)
+        Ws, As, STs, aAs = W.unbind(0), A.unbind(0), ST.unbind(0), aA.unbind(0)
+        g_stSTs, g_aAs = g_stST.unbind(0), g_aA.unbind(0)
+        need = ctx.needs_input_grad[3:]
+        need_st, need_aA = need[3] or need[4], need[1] or need[2]
+        pre = h[1:]
         gx = None
         for k in reversed(range(K)):
-            g_t, g_s, sig, gpre, gu_l = gts[k], gss[k], sigs[k], gpres[k], guls[k]
+            sig, gu_l = sigs[k], guls[k]
             torch.mul(gyls[k], e_l[k], out=gu_l)  # dL/dv_l (the direct part of dL/du_l)
             torch.mul(gyrs[k], e_r[k], out=g_t)  # dL/dv_r = dL/dt
             torch.mul(g_t, sig, out=gurs[k])  # dL/du_r
             torch.sub(vrs[k], ts[k], out=diff)  # v_r - t = u_r sig
             torch.addcmul(gld, g_t, diff, out=g_s)  # dL/dsig * sig + dL/dld
             torch.addcmul(g_s, g_s, sig, value=-1.0, out=g_s)  # * (1 - sig) = dL/ds
-            torch.mm(STs[k], gsts[k], out=gpre)  # dL/dh^T = ST dL/d[s|t]^T  (H, N)
-            _leaky_relu_backward_(gpre, hs[k], ctx.slope)  # dL/dpre^T
+            torch.mm(aAs[k], uls[k], out=pre)  # recompute h = leaky_relu(A^T u_l + a)
+            F.leaky_relu(pre, ctx.slope, inplace=True)
+            if need_st:
+                torch.mm(h, g_st.T, out=g_stSTs[k])  # [1; h] dL/d[s|t]^T  (1 + H, 2 Dr)
+            torch.mm(STs[k], g_st, out=gpre)  # dL/dh^T = ST dL/d[s|t]^T  (H, N)
+            _leaky_relu_backward_(gpre, pre, ctx.slope)  # dL/dpre^T
+            if need_aA:
+                torch.mm(uls[k], gpre.T, out=g_aAs[k])  # [1; u_l] dL/dpre  (1 + Dl, H)
             torch.addmm(gu_l, As[k], gpre, out=gu_l)  # dL/du_l += A dL/dpre^T
             if k > 0:
                 torch.mm(Ws[k], gus[k], out=gys[k - 1])  # dL/dx^T = W dL/du^T
             elif ctx.needs_input_grad[0]:
                 gx = torch.mm(Ws[0], gus[0]).T
-        need = ctx.needs_input_grad[3:]
-        # [1; u_l] dL/dpre and [1; h] dL/d[s|t]: row 0 is the bias gradient
-        g_aA = torch.bmm(VT[:, : 1 + dl], GPRET.transpose(1, 2)) if need[1] or need[2] else None
-        g_st = torch.bmm(HT, GST.transpose(1, 2)) if need[3] or need[4] else None
         grads = [
             torch.bmm(XT[:-1], GUT.transpose(1, 2)) if need[0] else None,  # dL/dW
-            g_aA[:, 1:] if need[1] else None,  # dL/dA = u_l^T dL/dpre
+            g_aA[:, 1:] if need[1] else None,  # dL/dA
             g_aA[:, 0] if need[2] else None,  # dL/da
-            g_st[:, 1:] if need[3] else None,  # dL/dST = h^T dL/d[s|t]
-            g_st[:, 0] if need[4] else None,  # dL/dst0
+            g_stST[:, 1:] if need[3] else None,  # dL/dST
+            g_stST[:, 0] if need[4] else None,  # dL/dst0
             (GYT * XT[1:]).sum(2) if need[5] else None,  # dL/dlog_scale = sum_n dL/dy * y
             GYT.sum(2) * e if need[6] else None,  # dL/dbias = e * sum_n dL/dy
         ]
@@ -330,20 +348,22 @@ def realnvp_forward(
     return y, ld + _logdet_const(W, log_scale)
 
 
-# Largest buffer one CPU sweep allocates. glibc serves allocations above its mmap threshold
-# (at most 32 MiB) with fresh mmap'd pages, which the kernel faults in and zeroes on every
-# call: with the (K, H, N) hidden activations of K = 20, N = 8192 (168 MiB) that was 1e5 page
-# faults and 0.2 s of system time per forward + backward, a third of the step.
-_CPU_BUFFER_BYTES = 16 << 20
+# Row chunks on the CPU. glibc serves allocations above its mmap threshold (at most 32 MiB)
+# with fresh mmap'd pages, which the kernel faults in and zeroes on every call: unchunked,
+# K = 20 and N = 8192 cost 1e5 page faults and 0.2 s of system time per forward + backward.
+# Rows per chunk are also kept few enough that the hidden layer [1; h] (1 + H, rows) and its
+# gradient stay in a core's L2 cache while a block's matmuls read and write them.
+_CPU_BUFFER_BYTES = 16 << 20  # largest stacked buffer, (K, 1 + D, rows)
+_CPU_HIDDEN_BYTES = 1 << 20  # the (1 + H, rows) scratch
 
 
 def _rows_per_chunk(x: torch.Tensor, depth: int, hidden: int, train: bool) -> int:
-    """Rows per sweep: all of them on GPUs; on the CPU, buffers of at most _CPU_BUFFER_BYTES."""
+    """Rows per sweep: all of them on GPUs; on the CPU, bounded buffers (see above)."""
     if x.device.type != "cpu":
         return x.shape[0]
-    per_row = (depth if train else 1) * (hidden + 1) * x.element_size()  # HT, the largest
-    per_row = max(per_row, depth * x.shape[1] * x.element_size())  # STT (kept in inference)
-    return max(64, _CPU_BUFFER_BYTES // per_row)
+    size = x.element_size()
+    stacked = _CPU_BUFFER_BYTES // ((depth + 1) * (x.shape[1] + 1) * size)
+    return max(64, min(stacked, _CPU_HIDDEN_BYTES // ((hidden + 1) * size)))
 
 
 # --------------------------------------------------------------------------------------------
