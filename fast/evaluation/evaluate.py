@@ -225,7 +225,8 @@ def evaluate_run(
         )
     result = evaluate(vae, x, samples=samples, backend=backend, progress=report)
     train_x = split_tensor(data, "train", cfg.seed, limit)
-    result["active_units"] = active_units(vae, train_x, samples=samples)["count"]
+    au = active_units(vae, train_x, samples=samples, progress=progress)
+    result["active_units"] = au["count"]
     result["split"] = split
     atomic_write_json(result, Path(run_dir) / EVAL)
     return result

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from vaeprior.reference.metrics import active_units as count_active_units
 
@@ -128,7 +129,13 @@ def posterior_chunks(
 
 @torch.no_grad()
 def posterior_means(
-    vae: nn.Module, x: torch.Tensor, *, samples: int = 1000, batch_size: int = 128, seed: int = 0
+    vae: nn.Module,
+    x: torch.Tensor,
+    *,
+    samples: int = 1000,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = False,
 ) -> torch.Tensor:
     """E_q[z|x] per x: (N, Z) float64. The Gaussian mean, or a `samples`-sample average of z =
     f_eta(w) after an RNVP posterior (the flow of the mean is not the mean of the flow)."""
@@ -145,8 +152,12 @@ def posterior_means(
                 ]
             )
         total = torch.zeros(x.shape[0], vae.cfg.z_dim, dtype=torch.float64, device=p.device)
+        bar = tqdm(total=x.shape[0], desc="active units", unit="image", disable=not progress)
         for c in posterior_chunks(vae, x, samples, seed=seed, batch_size=batch_size):
             total[c.rows] += c.z.double().sum(0)
+            if c.samples.stop == samples:  # the batch's last sample chunk
+                bar.update(c.x.shape[0])
+        bar.close()
         return total / samples
     finally:
         vae.train(was_training)
@@ -159,6 +170,7 @@ def active_units(
     samples: int = 1000,
     threshold: float = AU_THRESHOLD,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict:
     """A_k = Var_x E_q(z|x)[z_k] over the rows of x (Table 8, Appendix B.3; Burda et al.).
 
@@ -167,6 +179,6 @@ def active_units(
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    means = posterior_means(vae, x, samples=samples, seed=seed)  # (N, Z) float64
+    means = posterior_means(vae, x, samples=samples, seed=seed, progress=progress)  # (N, Z)
     count, variances = count_active_units(means.cpu().numpy(), threshold)
     return {"count": count, "variances": variances, "threshold": threshold, "samples": samples}

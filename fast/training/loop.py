@@ -35,7 +35,7 @@ from vaeprior.fast.data import (
     num_batches,
     split_tensor,
 )
-from vaeprior.fast.evaluation.evaluate import evaluate, summary_line
+from vaeprior.fast.evaluation.evaluate import Progress, evaluate, summary_line
 from vaeprior.fast.evaluation.posterior import active_units
 from vaeprior.fast.models.vae import VAE, build_vae
 from vaeprior.fast.runs import (
@@ -362,9 +362,13 @@ def _final_results(
 ) -> dict:
     """Evaluate the final model (Appendix B.3) on eval_split and write results.json."""
     x = split_tensor(data, cfg.eval_split, cfg.seed, cfg.eval_limit)
-    res = evaluate(vae, x, samples=cfg.eval_samples)
+    report = Progress(
+        what=f"{cfg.eval_split} rows", hint="use --eval-limit N or --eval-samples S to shorten"
+    )
+    res = evaluate(vae, x, samples=cfg.eval_samples, progress=report if progress else False)
     train_x = split_tensor(data, "train", cfg.seed, cfg.eval_limit)
-    res["active_units"] = active_units(vae, train_x, samples=cfg.eval_samples)["count"]
+    au = active_units(vae, train_x, samples=cfg.eval_samples, progress=progress)
+    res["active_units"] = au["count"]
     res.update(
         split=cfg.eval_split,
         epochs=st.trained,
