@@ -1,6 +1,93 @@
 """Fused decoder head + Bernoulli log-likelihood + log-mean-exp over samples (Eqs. 1-5, App. B.3).
 
-HEADER_PLACEHOLDER
+What is fused and why
+---------------------
+The decoder's output layer l = h W^T + b (DenseVAE: Linear(500, 784); conv decoders: a 1x1
+Conv2d(32 or 33, 1) on (C, 28, 28) maps) feeds log p(x|z) = sum_d x_d l_d - softplus(l_d), and
+the importance-weighted NLL of Appendix B.3 log-mean-exps log w = log p(x|z) + log p(z) -
+log q(z|x) over S = 1000 samples. Eager torch writes the (S*B, 784) logits and reads/writes them
+again in every element-wise step: at S = 1000, B = 128 `iw_nll_torch` moves 2.7 GB (TF32) for
+0.26 GB of h. Here one program owns a tile of sample rows, produces its logits one pixel tile
+at a time on the tensor cores and folds them at once into the Bernoulli sum, then into a
+running per-image (max, sum exp) and sum of log p(x|z) (the flash-attention cross-entropy
+pattern): neither the logits nor the log weights exist in memory, and evaluation can stream S
+in chunks through `iw_logsumexp_parts`.
+
+Kernels and loop order (rows are sample-major: row s * B + b uses x[b], DESIGN.md)
+-----------------------------------------------------------------------------------
+- `_loglik_fwd_kernel`, `_iw_nll_fwd_kernel`: for each row tile (grid-strided, one wave of
+  programs): for each pixel tile (784 = 6 x 128 + 16 = 12 x 64 + 16 = 3 x 256 + 16: main
+  tiles plus a 16-pixel tail, no padded pixel): for each hidden chunk: acc += h[:, k] W[d, k]^T
+  (K = 500 runs as 512); then + b, x l - softplus(l) summed over the tile. The IW-NLL kernel
+  adds log p(z) - log q(z|x) and folds each (BLOCK_S samples x BLOCK_B images) tile into the
+  per-image running state; torch combines the per-program partials. Small M (training batches)
+  splits the pixel tiles over programs too (partial sums per pixel tile, added by torch).
+- `_dense_bwd_rows_kernel` (large M): for each row tile: for each pixel tile: recompute l (the
+  K loop above), dl = g (x - sigmoid(l)), db += sum dl; then one pass over the hidden chunks:
+  dW[d, k] += dl^T h[:, k] and dh[:, k] += dl W[d, k]. dh accumulates in the program's own rows
+  (the output rows for fp32/fp64, a float32 scratch for bf16; L2-resident, no race), written
+  once in the output dtype by the last pixel tile. dW, db: a relaxed float atomic add into one
+  L2-resident float32 (float64) buffer, or, under `torch.use_deterministic_algorithms(True)`,
+  per-program partial slices read-modify-written tile after tile and summed by torch
+  (bit-reproducible; as PyTorch, fast by default, deterministic on request).
+- `_dense_bwd_split_kernel` (small M): one program per 16-pixel tile walks all row tiles;
+  dW[d, :] and db[d] stay in registers (IEEE fp32: in its own rows of dW) and are written once;
+  dh gets one contribution per pixel tile: atomics into a zeroed float32 buffer, or one slice
+  per pixel tile when deterministic.
+- `_conv_bwd_kernel`: the forward keeps the (M, 784) logits when a gradient is needed (1/C of
+  h), so the backward reads h once: for each row tile, pixel tile: dl from the stored logits;
+  for each channel: dh[:, c] = dl w[c] (written), dw[c] += sum dl h[:, c]; dw, db per row tile
+  in registers, summed by torch (deterministic, no atomics).
+
+Precision: bf16 operands go to the tensor cores as bf16 with float32 accumulation (dl is
+rounded to bf16 for the backward products, as torch's autograd rounds grad_logits); float32
+runs TF32 when `torch.backends.cuda.matmul.allow_tf32`, else IEEE FMAs; float64 runs DMMA.
+Element-wise math (softplus, sigmoid, log-sum-exp) is float32 (float64 for float64 inputs).
+
+Live tiles, registers, shared memory (sm_90 compile of every captured launch, 0 B spilled)
+------------------------------------------------------------------------------------------
+Block sizes, warps and stages come from one table per kernel (`_ROWS`, `_BWD_ROWS`, `_SPLIT`,
+`_BWD_SPLIT`, `_CONV`) read by one settings function per kernel, with the reasons beside them.
+Registers per thread as ptxas reports them (255 is the limit), shared memory per block:
+
+| kernel (launch) | bf16 | TF32 | IEEE fp32 | fp64 | live tiles per program |
+| --- | --- | --- | --- | --- | --- |
+| forward, rows | 188 / 32 KB | 176 / 72 KB | 206 / 48 KB | 158 / 12 KB | acc 128x128 (bf16) or 64x128 (fp32) or 32x64 (fp64); x tile, softplus |
+| forward, split | 128 / 48 KB | 156 / 48 KB | 128 / 16 KB | 168 / 12 KB | acc 64x64 (fp64 32x64) |
+| IW-NLL | 182 / 32 KB | 179 / 72 KB | 202 / 48 KB | 128 / 12 KB | as forward rows + (BLOCK_B,) max, sum, sum ll |
+| backward, rows | 239 / 58 KB | 254 / 108 KB | 208 / 56 KB | 215 / 52 KB | l, dl 64x128 (fp64 32x64), dl in two operand layouts, dW chunk 128x16, dh chunk 64x16 |
+| backward, split | 192 / 68 KB | 170 / 68 KB | 102 / 8 KB | 206 / 32 KB | dW^T halves 2 x 256x16, h halves, l, dl |
+| conv forward / IW / backward | 40-48 | 42-63 | 42-63 | 80-128 | 4 x 256 acc (+ dw vector of 64) |
+
+(conv shared memory: <= 4 KB; every configuration <= 110,592 B of the 232,448 B sm_90 allows.)
+
+Bytes moved at production shapes (bench/gpu/cost_iw_nll.py, H100 roofline; HBM / L2)
+------------------------------------------------------------------------------------
+| call | fused HBM | min | eager HBM | fused / eager time |
+| --- | --- | --- | --- | --- |
+| iw_nll dense, S=1000 B=128, TF32 | 259 MB | 259 MB | 2673 MB | 208 / 804 us |
+| iw_nll dense, bf16 | 130 MB | 130 MB | 1337 MB | 104 / 402 us |
+| bernoulli_loglik dense fwd, M=128000, TF32 | 258 MB | 258 MB | 3871 MB | 208 / 1162 us |
+| dense backward, M=128000, TF32 | 518 MB | 516 MB | 4931 MB | 623 / 1484 us |
+| iw_nll conv 32, fp32 | 12.85 GB | 12.85 GB | 15.26 GB | 3836 / 4555 us |
+
+L2 side (not in the roofline): the dense forward re-reads h from L2 once per pixel tile (7x)
+and W once per row tile (1000-2000x): 1.9 GB (bf16) / 5.3 GB (fp32) per 128,000 rows; the
+large-M backward 11-16 GB plus 3.1 GB of dW atomics, and is more likely L2- than
+compute-bound on an H100 (no GPU measurement exists yet).
+
+Targets not met, and why: IEEE fp32 and fp64 products run on CUDA cores / DMMA in both the
+fused kernel and eager's GEMM, so fused / eager time is bounded by eager's extra element-wise
+traffic (0.45-0.73 forward); the backward recomputes the logits (3 products against eager's
+2), so it cannot reach 1/3 (0.42 TF32 / bf16); the conv heads and the M = 128 batches are
+dominated by reading h (conv) or W (dense, 1.6 MB against 0.4 MB of logits), which eager
+reads too (0.38-0.88).
+
+The Triton interpreter (TRITON_INTERPRET=1, CPU tests) multiplies bf16 dot operands as raw
+bits (triton-lang/triton#11584); under it bf16 products are widened to float32 (`_mma`).
+
+Order: helpers -> kernels -> settings -> launchers -> autograd.Function -> public functions;
+the chunked eager torch fallback `iw_nll_torch` (CPU path and benchmark baseline) is at the end.
 """
 
 from __future__ import annotations
@@ -834,7 +921,8 @@ def _launch_loglik_bwd(h, W, b, x, gll, logits, is_conv: bool):
         return gh, (gw.sum(0) if det else gw), (gb.sum(0) if det else gb)
     n_d = s["grid"][0]
     gh = torch.zeros((n_d, M, HID) if det else (M, HID), device=dev, dtype=cdt)
-    gw = launch.empty((N_PIXELS, HID), h, W.dtype)
+    # registers -> written once in W's dtype; IEEE: read-modify-written, so kept in cdt
+    gw = launch.empty((N_PIXELS, HID), h, W.dtype if s["DW_IN_REGS"] else cdt)
     gb = launch.empty((N_PIXELS,), h, cdt)
     _dense_bwd_split_kernel[s["grid"]](
         hv, Wc, bc, x.contiguous(), g, gh, gw, gb, M, B, s["n_tiles"],
