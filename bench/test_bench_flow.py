@@ -3,14 +3,18 @@
 Paper sizes (CUDA): K in {20, 50} blocks, D in {40, 64}, H = 256, N = 128,000 rows, float32.
 CPU: torch paths only, K = 4, N = 4,096.
 
-FLOPs (model, matmuls only; element-wise ignored), per row and block:
-    fwd = 2 D^2 + 2 Dl H + 4 H Dr          (x W, u_l A, h S and h T)
-    fwd+bwd = 3 fwd                        (backward = two matmuls per forward one; the fused
-                                            kernel's recomputation is not counted)
-Bytes (minimum traffic of a fused implementation, float32):
-    fwd = 4 N (2 D + 1) + 4 K P            (x in, y and logdet out, parameters P per block)
-    fwd+bwd = fwd + 4 N D (2 K + 2) + 4 N + 8 K P
-              (block inputs written and re-read, dy in, dx out, dlogdet in, weights + grads)
+FLOPs and bytes are the cost model's (`vaeprior.bench.gpu.cost_flow`, which counts the
+kernels' own tiling beside these minima):
+    FLOPs, per row and block (matmuls only, unpadded; element-wise ignored):
+        fwd = 2 (D^2 + Dl H + 2 Dr H)        (x W, u_l A, h [S | T])
+        fwd+bwd = fwd + 3 fwd                (the backward recomputes the forward products
+                                              once, then two products per forward product)
+    Bytes, the op's minimum traffic (each input read once, each output written once; not the
+    (K, N, D) block inputs the fused training forward stores for its backward):
+        fwd = 4 N (2 D + 1) + 4 K P          (x in, y and logdet out, parameters P per block)
+        fwd+bwd = fwd + 4 N (3 D + 1) + 8 K P
+                                             (x, dL/dy, dL/dlogdet in, dL/dx out; parameters
+                                              read again and their gradients written)
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import pytest
 import torch
 
 from vaeprior.bench.conftest import COMPILE, DEVICE, ON_GPU, needs_compile, needs_gpu
+from vaeprior.bench.gpu.cost_flow import param_bytes, useful_forward_flops
 from vaeprior.fast.kernels.flow import realnvp_forward, realnvp_forward_torch
+from vaeprior.reference.config import LEAKY_SLOPE as SLOPE
+from vaeprior.reference.config import SCALE_SHIFT as SHIFT
 
-SLOPE, SHIFT, H = 0.2, 2.0, 256
+H = 256
 N = 128_000 if ON_GPU else 4_096
 KS = (20, 50) if ON_GPU else (4,)
 DS = (40, 64)
@@ -35,22 +42,20 @@ def _params(K: int, D: int) -> list[torch.Tensor]:
         return (torch.randn(*shape, generator=g) * scale).to(DEVICE).requires_grad_()
 
     W = torch.linalg.qr(torch.randn(K, D, D, generator=g))[0].to(DEVICE).requires_grad_()
-    return [W, r(K, Dl, H, scale=0.1), r(K, H, scale=0.1), r(K, H, Dr, scale=0.02),
-            r(K, Dr, scale=0.1), r(K, H, Dr, scale=0.02), r(K, Dr, scale=0.1),
-            r(K, D, scale=0.02), r(K, D, scale=0.02)]  # fmt: skip
+    # W, A, a, ST = [S | T], st0 = [s0 | t0], log_scale, bias (`realnvp_forward`'s order)
+    return [W, r(K, Dl, H, scale=0.1), r(K, H, scale=0.1), r(K, H, 2 * Dr, scale=0.02),
+            r(K, 2 * Dr, scale=0.1), r(K, D, scale=0.02), r(K, D, scale=0.02)]  # fmt: skip
 
 
 def _flops(K: int, D: int, backward: bool) -> float:
-    Dl, Dr = D // 2, D - D // 2
-    fwd = N * K * (2 * D * D + 2 * Dl * H + 4 * H * Dr)
-    return 3 * fwd if backward else fwd
+    fwd = useful_forward_flops(N, K, D, H)
+    return 4 * fwd if backward else fwd
 
 
 def _bytes(K: int, D: int, backward: bool) -> float:
-    Dl, Dr = D // 2, D - D // 2
-    P = D * D + Dl * H + H + 2 * H * Dr + 2 * Dr + 2 * D
-    fwd = 4 * N * (2 * D + 1) + 4 * K * P
-    return fwd + (4 * N * D * (2 * K + 2) + 4 * N + 8 * K * P if backward else 0)
+    P = param_bytes(K, D, H, 4, 4)  # float32
+    fwd = 4 * N * (2 * D + 1) + P
+    return fwd + (4 * N * (3 * D + 1) + 2 * P if backward else 0)
 
 
 _compiled = torch.compile(realnvp_forward_torch, dynamic=False) if COMPILE else None

@@ -52,6 +52,75 @@ def test_kernel_cost_ratios():
                                "predicted_us", "eager_predicted_us"}  # fmt: skip
 
 
+# ---------------------------------------------------------------------------------------------
+# the Real NVP family (`cost_flow.py`) on one coupling block, counted by hand
+# ---------------------------------------------------------------------------------------------
+def _flow_launches(N, D, K, train):
+    """The launches of one `realnvp_forward` call (meta tensors, fp32 with TF32 dots)."""
+    aot = pytest.importorskip("vaeprior.bench.gpu.aot")
+    fk = pytest.importorskip("vaeprior.fast.kernels.flow")
+
+    def call():
+        x = torch.empty(N, D, device="meta", requires_grad=train)
+        ps = [
+            torch.empty(s, device="meta", requires_grad=train) for s in fk.param_shapes(K, D, 256)
+        ]
+        with torch.set_grad_enabled(train):
+            y, ld = fk.realnvp_forward(x, *ps, slope=0.2, scale_shift=2.0)
+        if train:
+            (y.sum() + ld.sum()).backward()
+
+    return aot.capture(aot.Scenario("flow", "one block by hand", "tf32", call))
+
+
+def test_flow_forward_one_block_counted_by_hand():
+    """D = 40 (halves of 20 padded to BLOCK_D = 32), H = 256, N = 100 rows in one 128-row tile,
+    fp32 with TF32 dots, inference."""
+    cf = pytest.importorskip("vaeprior.bench.gpu.cost_flow")
+    (launch,) = _flow_launches(100, 40, 1, train=False)
+    assert launch.grid == (1,) and launch.constexprs()["BLOCK_N"] == 128
+    kc = cf.MODELS[launch.kernel](launch)
+    # bytes: x and y (100 x 40 x 4), logdet (100 x 4), parameters once:
+    # W 40*40 + A 20*256 + a 256 + ST 256*40 + st0 40 + log_scale 40 + bias 40 = 17336 floats
+    params = 4 * (1600 + 5120 + 256 + 10240 + 40 + 40 + 40)
+    assert kc.bytes == kc.min_bytes == 16000 + 16000 + 400 + params == 101744
+    # FLOPs issued: 128 rows x 2 x ((2*32)^2 [x W] + 32*256 [u_l A] + 256*64 [h ST])
+    assert kc.flops == 128 * 2 * (64 * 64 + 32 * 256 + 256 * 64) == 7_340_032
+    # useful: 100 rows x 2 x (40^2 + 20*256 + 256*40)
+    assert kc.useful_flops == 100 * 2 * (1600 + 5120 + 10240) == 3_392_000
+    assert kc.precision == "tf32"
+    # eager, kernel by kernel (bytes): x@W, addmm(a, u_l, A), leaky_relu, addmm(st0, h, ST),
+    # s + c, sigmoid, u_r * sig, + t, cat, + bias, * exp(ls), logsigmoid, sum(1)
+    eager = [4 * (4000 + 1600 + 4000), 4 * (2000 + 5120 + 25600 + 256), 8 * 25600,
+             4 * (25600 + 10240 + 4000 + 40), 8 * 2000, 8 * 2000, 12 * 2000, 12 * 2000,
+             8 * 4000, 8 * 4000, 8 * 4000, 8 * 2000, 4 * (2000 + 100)]  # fmt: skip
+    assert [c.bytes for c in kc.eager] == eager
+    assert sum(eager) == 735_024
+
+
+def test_flow_backward_one_block_counted_by_hand():
+    """D = 64, H = 256, N = 64 rows: two 32-row tiles (TF32 backward tiling), one block."""
+    cf = pytest.importorskip("vaeprior.bench.gpu.cost_flow")
+    fwd, bwd = _flow_launches(64, 64, 1, train=True)
+    c = bwd.constexprs()
+    assert (c["BLOCK_N"], c["BLOCK_D"], c["BLOCK_H"]) == (32, 32, 32) and bwd.grid == (2,)
+    kc = cf.MODELS[bwd.kernel](bwd)
+    n_params = 64 * 64 + 32 * 256 + 256 + 256 * 64 + 64 + 64 + 64  # 29120 per block
+    # per row: recompute [x_l|x_r] W, dW, dx (3 x 64^2); net forward u_l A, h ST (3 x 32 x 256);
+    # net backward: u_l A again, g_h, d[S|T], dA, g_ul (7 x 32 x 256); 2 FLOPs per MAC
+    assert kc.flops == 64 * 2 * (3 * 64 * 64 + 10 * 32 * 256) == 12_058_624
+    assert kc.useful_flops == 3 * 64 * 2 * (64 * 64 + 32 * 256 + 256 * 64) == 11_010_048
+    # HBM: dL/dy, dL/dx (64 x 64 x 4), dL/dlogdet, the saved block input, the parameters once,
+    # the gradient buffer zero-filled and written back; atomics: every tile adds all 29120
+    io = 16384 + 256 + 16384
+    assert kc.bytes == io + 16384 + 4 * n_params + 2 * 4 * n_params == 398_848
+    assert kc.min_bytes == io + 16384 + 2 * 4 * n_params == 282_368
+    assert kc.atomic_bytes == 2 * 4 * n_params == 232_960
+    # the training forward also writes the block input (64 x 64 x 4)
+    kf = cf.MODELS[fwd.kernel](fwd)
+    assert kf.bytes - kf.min_bytes == 16384
+
+
 def test_iw_nll_eval_launch_counted_by_hand():
     """`cost_iw_nll` on the bf16 IW-NLL evaluation launch (S = 1000, B = 128, Linear(500, 784)),
     against bytes and FLOPs written out here from the kernel's tiling: 128-row tiles (one
