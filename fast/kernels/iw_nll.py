@@ -93,7 +93,6 @@ the chunked eager torch fallback `iw_nll_torch` (CPU path and benchmark baseline
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
@@ -858,7 +857,7 @@ def _precision(h: torch.Tensor, is_conv: bool) -> str:
     """tl.dot precision (conv heads have no dot: one binary for fp32 and TF32); see `_mma`."""
     if is_conv:
         return "ieee"
-    if h.dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET") == "1":
+    if h.dtype == torch.bfloat16 and launch.interpreting():
         return "interpret-f32"
     return launch.input_precision(h.dtype)
 
