@@ -271,7 +271,7 @@ def test_ray_reports_a_run_failing_every_try_and_a_rerun_resumes_it(
     failed = [ln for ln in lines if "FAILED" in ln]
     assert len(failed) == 1 and re.match(
         r"\[[01]/2\] dense-mnist-standard seed1: FAILED: RuntimeError: simulated crash after "
-        r"epoch 1 \(tried 1 times\)",
+        r"epoch 1 \(after 1 try\)",
         failed[0],
     )
     assert lines[-1].startswith("table 1: 1/2 runs finished (1 trained, 0 resumed, 0 finished")
@@ -488,7 +488,7 @@ def test_local_retry_and_report_skip_post_hoc_of_a_failed_base(tmp_path) -> None
         rr.reproduce(replace(rep, out=out2, train_fn=broken), log=lines.append, retries=0)
     assert lines[1:3] == [
         "[0/4] resnet-mnist-standard seed0: FAILED: RuntimeError: simulated crash of "
-        "resnet-mnist-standard (tried 1 times); ETA unknown until a run trains",
+        "resnet-mnist-standard (after 1 try); ETA unknown until a run trains",
         "[0/4] resnet-mnist-p20-post-hoc seed0: FAILED: its base run resnet-mnist-standard "
         "failed; ETA unknown until a run trains",
     ]

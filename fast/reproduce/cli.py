@@ -6,7 +6,7 @@
 runs every missing (run, seed) of the table (finished runs are skipped, interrupted ones
 resumed), then writes DIR/table<KEY>.md. Registered by `vaeprior.fast.cli`.
 
-    vaeprior reproduce 1 --budget small --seeds 3 --out /shared/table1 --executor ray \
+    vaeprior reproduce 1 --budget small --seeds 3 --out /shared/table1 --executor ray \\
         --address auto
 
 hands every run to Ray instead (one task per run; `--address` omitted: a Ray started on this

@@ -485,7 +485,12 @@ def _drive(
                     continue
                 unfinished.discard(key)
                 failed.append(out)
-                say(prog.gave_up(job.name, f"{out.error} (tried {tries[key]} times)"))
+                n = tries[key]
+                say(
+                    prog.gave_up(
+                        job.name, f"{out.error} (after {n} {'try' if n == 1 else 'tries'})"
+                    )
+                )
             else:
                 unfinished.discard(key)
                 _check_visible(rep, job, out)
