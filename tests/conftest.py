@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,34 @@ import pytest
 from vaeprior.fast.config import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _import_triton_for_the_interpreter() -> None:
+    """Without CUDA the kernel tests run in Triton's CPU interpreter, which can call
+    triton.language's own @jit helpers (tl.zeros, tl.sum, ...) only if they were decorated with
+    TRITON_INTERPRET=1, i.e. if triton was first imported under the flag. Import it so here,
+    before a test module (the sm_90 compile test) imports it without; compiling works either way.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    previous = os.environ.get("TRITON_INTERPRET")
+    os.environ["TRITON_INTERPRET"] = "1"
+    try:
+        for name in ("triton.language", "triton.experimental.gluon"):  # gluon wraps those
+            try:  # helpers at its import (the sm_90 compile imports it) and accepts
+                importlib.import_module(name)  # interpreted ones only under the flag
+            except ImportError:  # no Triton (the kernel tests skip), or no gluon
+                pass
+    finally:
+        if previous is None:
+            os.environ.pop("TRITON_INTERPRET", None)
+        else:
+            os.environ["TRITON_INTERPRET"] = previous
+
+
+_import_triton_for_the_interpreter()
 
 
 @pytest.fixture(scope="session")
