@@ -2,7 +2,10 @@
 
 Memory stays bounded whatever S and N: the data are processed `batch_size` rows at a time and
 the samples `sample_chunk` at a time, the log-mean-exp being accumulated with a running max
-and a float64 running sum (the flash-attention cross-entropy pattern).
+and a float64 running sum (the flash-attention cross-entropy pattern). On CUDA (backend auto or
+triton) each chunk goes through the fused kernel `kernels.iw_nll.iw_logsumexp_parts`: decoder
+output layer + Bernoulli log-likelihood + log p(z) - log q(z|x) + streamed log-sum-exp over the
+chunk's samples, so neither the logits nor the per-sample log weights are ever stored.
 
 The noise is counter-based: eps[s, i, k] is a function of (seed, data row i, sample s, dim k)
 only (splitmix64 hash + Box-Muller), so results do not depend on the chunk sizes or the
@@ -117,13 +120,28 @@ def _seed_from(generator: torch.Generator | None) -> int:
     return int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
 
 
-def _chunk_terms(
+def _chunk_parts(
     vae: nn.Module, c: PosteriorChunk, backend: str, unit_prior: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(x|z) and log q(z|x) - log p(z) of one chunk, each (ns, nb) float64."""
-    log_px = vae.log_px_z(c.z, c.x, backend=backend).double()
-    log_pz = unit_gaussian_log_prob(c.z) if unit_prior else vae.prior_log_prob(c.z)
-    return log_px, (c.log_qz - log_pz).double()
+) -> tuple[torch.Tensor, ...]:
+    """One chunk's streaming parts of the IW bound, each (nb,) float64 (Appendix B.3):
+
+    max_s log w_s, sum_s exp(log w_s - max), sum_s log p(x|z_s), sum_s [log q(z_s|x) - log p(z_s)]
+
+    with log w = log p(x|z) + log p(z) - log q(z|x). With the Triton backend the decoder's last
+    layer, the Bernoulli log-likelihood and the log-sum-exp over the chunk's samples run in one
+    kernel (`kernels.iw_nll.iw_logsumexp_parts`): the (ns, nb, 784) logits and the (ns, nb) log
+    weights never exist. With torch, the logits are built chunk by chunk.
+    """
+    log_pz = unit_gaussian_log_prob(c.z) if unit_prior else vae.prior_log_prob(c.z)  # (ns, nb)
+    kl = (c.log_qz - log_pz).double().sum(0)
+    if backends.resolve(backend, c.z, "iw_nll") == "triton":
+        k, out = backends.kernels("iw_nll"), vae.decoder.out
+        h = vae.decoder_hidden(c.z, c.x)  # (ns*nb, H) or (ns*nb, C, 28, 28), sample-major
+        return (*k.iw_logsumexp_parts(h, out.weight, out.bias, c.x, log_pz, c.log_qz), kl)
+    log_px = vae.log_px_z(c.z, c.x, backend="torch").double()  # (ns, nb)
+    logw = log_px - (c.log_qz - log_pz).double()
+    top = logw.amax(0)
+    return top, torch.exp(logw - top).sum(0), log_px.sum(0), kl
 
 
 @torch.no_grad()
@@ -165,15 +183,14 @@ def evaluate(
             vae, x, samples, seed=seed, batch_size=batch_size, sample_chunk=sample_chunk
         )
         for c in chunks:
-            log_px, log_ratio = _chunk_terms(vae, c, backend, unit_prior)  # (ns, nb) each
-            logw = log_px - log_ratio
-            top = torch.maximum(run_max[c.rows], logw.amax(0))
-            run_sum[c.rows] = run_sum[c.rows] * torch.exp(run_max[c.rows] - top) + torch.exp(
-                logw - top
-            ).sum(0)
+            m, e, log_px, log_ratio = _chunk_parts(vae, c, backend, unit_prior)  # (nb,) each
+            top = torch.maximum(run_max[c.rows], m)
+            run_sum[c.rows] = run_sum[c.rows] * torch.exp(run_max[c.rows] - top) + e * torch.exp(
+                m - top
+            )
             run_max[c.rows] = top
-            recon[c.rows] += log_px.sum(0)
-            kl[c.rows] += log_ratio.sum(0)
+            recon[c.rows] += log_px
+            kl[c.rows] += log_ratio
             if track is not None:
                 nb, ns = c.rows.stop - c.rows.start, c.samples.stop - c.samples.start
                 track.chunk(nb, ns, batch_done=c.samples.stop == samples)

@@ -76,8 +76,13 @@ def counter_normal(
 
 
 def rows_per_chunk(vae: nn.Module) -> int:
-    """Decoder rows (samples x images) one chunk may hold for this architecture."""
-    return ROWS_PER_CHUNK if vae.cfg.model == "dense" else CONV_ROWS_PER_CHUNK
+    """Decoder rows (samples x images) one chunk may hold for this architecture and device.
+
+    On CUDA 4x more: a chunk then fills every SM with the fused kernels' 32-128-row tiles
+    (8,192 rows are only 64-128 tiles for 132 SMs) and still holds at most ~400 MB.
+    """
+    rows = ROWS_PER_CHUNK if vae.cfg.model == "dense" else CONV_ROWS_PER_CHUNK
+    return 4 * rows if next(vae.parameters()).is_cuda else rows
 
 
 @dataclass
