@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -47,6 +48,7 @@ STEP_CONFIGS = (
     ("rnvp-q K=20", "gaussian", "rnvp", 20),
 )
 EVAL_CONFIGS = (("gaussian", "gaussian", 0), ("rnvp-p K=20", "rnvp", 20))
+QUIET_CPUS = 0.1  # a round counts as quiet when other processes used less CPU than this
 
 
 @contextmanager
@@ -128,17 +130,38 @@ class Case:
     work: float = 1.0  # units per call (1 step, or images)
 
 
-def interleaved(cases: list[Case], rounds: int) -> tuple[dict[str, list[float]], list[float]]:
+def _busy_jiffies() -> float:
+    """CPU time (s) all processes of the machine have used so far (/proc/stat), or nan."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return math.nan
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def interleaved(
+    cases: list[Case], rounds: int
+) -> tuple[dict[str, list[float]], list[float], list[float]]:
     """Seconds per call of every case in each of `rounds` rounds (cases in turn within a round),
-    and the 1-minute load average at the start of each round."""
+    the 1-minute load average at the start of each round, and the CPUs other processes kept
+    busy during each round (machine CPU time minus this process's, over the round's wall time).
+
+    The load average lags by a minute; the last number is exact, and a single busy process
+    (others >= ~0.1) already slows the 2-thread cases, whose threads wait for each other.
+    """
     per_case: dict[str, list[float]] = {c.name: [] for c in cases}
-    loads = []
+    loads, others = [], []
     for _ in range(rounds):
         loads.append(os.getloadavg()[0])
+        wall, own, busy = time.perf_counter(), time.process_time(), _busy_jiffies()
         for c in cases:
             with num_threads(c.threads):
                 per_case[c.name].append(median_seconds(c.fn, c.reps))
-    return per_case, loads
+        wall, own = time.perf_counter() - wall, time.process_time() - own
+        others.append(max(0.0, _busy_jiffies() - busy - own) / wall)
+    return per_case, loads, others
 
 
 def measure(rounds: int = 7, eval_images: int = 16, threads: tuple[int, ...] = (1, 2)) -> dict:
@@ -154,11 +177,15 @@ def measure(rounds: int = 7, eval_images: int = 16, threads: tuple[int, ...] = (
     for c in cases:  # warm-up at the case's thread count
         with num_threads(c.threads):
             c.fn()
-    per_case, loads = interleaved(cases, rounds)
+    per_case, loads, others = interleaved(cases, rounds)
     rates = {t: gemm_rate(t) for t in threads}
-    out = {"rounds": rounds, "loads": loads, "gemm_flops": rates, "steps": {}, "evals": {}}
+    # rounds during which no other process used the CPUs (a tenth of one CPU at most)
+    quiet = [i for i, o in enumerate(others) if o < QUIET_CPUS]
+    used = quiet if len(quiet) >= 3 else list(range(rounds))
+    out = {"rounds": rounds, "loads": loads, "others_cpus": others, "used_rounds": used}
+    out |= {"gemm_flops": rates, "steps": {}, "evals": {}}
     for c in cases:
-        sec = statistics.median(per_case[c.name])
+        sec = statistics.median(per_case[c.name][i] for i in used)
         kind, name = c.name.split(" ", 1)
         name, _ = name.rsplit(" t=", 1)
         row = {"threads": c.threads, "seconds": sec, "all_rounds": per_case[c.name]}
@@ -207,7 +234,13 @@ def tables(r: dict) -> str:
         )
     gemm = ", ".join(f"{t} thread(s) {v / 1e9:.0f} GFLOP/s" for t, v in r["gemm_flops"].items())
     loads = ", ".join(f"{v:.2f}" for v in r["loads"])
-    lines += [f"- 1024³ float32 GEMM: {gemm}", f"- 1-minute load average per round: {loads}"]
+    others = ", ".join(f"{v:.2f}" for v in r["others_cpus"])
+    lines += [
+        f"- 1024³ float32 GEMM: {gemm}",
+        f"- 1-minute load average per round: {loads}",
+        f"- CPUs used by other processes per round: {others}; medians over rounds "
+        f"{[i + 1 for i in r['used_rounds']]} (quiet: others < {QUIET_CPUS} CPU, if >= 3)",
+    ]
     return "\n".join(lines)
 
 

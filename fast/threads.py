@@ -1,11 +1,13 @@
 """How many CPU threads torch uses for training and evaluation (called by the CLI).
 
-torch's default is every CPU, which is right on an idle machine: the DenseVAE step (with or
-without a Real NVP prior) runs 1.5-1.7x faster on 2 threads than on 1 (bench/RESULTS.md,
-"CPU training speed"). It is badly wrong on a busy one: OpenMP threads spin-wait for each
-other, and with the CPUs taken by other processes one step took 10x longer on 2 threads than
-on 1 (2-CPU machine, 1-minute load average 5). So the choice is: the CPUs this process may
-run on, minus the load that other processes put on them, at least 1.
+torch's default is every CPU, which is right on an idle machine: on 2 CPUs a DenseVAE step
+runs 1.51x (Gaussian prior) and 1.34x (RNVP prior, K = 20) faster on 2 threads than on 1, the
+1000-sample evaluation 1.5-1.8x (bench/RESULTS.md, "CPU training speed"). It is badly wrong on
+a busy machine: OpenMP threads wait for each other at every parallel op, and with the CPUs
+taken by other processes (1-minute load average 4-5 on 2 CPUs) one Gaussian step took 305 ms
+on 2 threads against 37 ms on 1. Even one other busy process costs the 2-thread step more than
+it gains. So the choice is: the CPUs this process may run on, minus the load that other
+processes put on them (rounded), at least 1.
 
 An explicit choice always wins: `threads` (the CLI's --threads), else OMP_NUM_THREADS (which
 torch already applied at start-up, so the count is left as it is).
