@@ -227,7 +227,7 @@ class _RealNVPFunction(torch.autograd.Function):
         """Reverse sweep; per block (y = v e + b e, v_r = u_r sig + t, sig = sigmoid(s + c)):
 
         dL/dv = dL/dy e;  dL/dt = dL/dv_r;  dL/du_r = dL/dv_r sig;  (u_l = v_l)
-        dL/ds = (1 - sig) (dL/dv_r (v_r - t) + dL/dld)      [d log sig / ds = 1 - sig]
+        dL/ds = (1 - sig) (dL/dt (v_r - t) + dL/dld)      [d log sig / ds = 1 - sig]
         dL/dh = dL/d[s|t] ST^T;  dL/dpre = dL/dh * (1 if h > 0 else slope);
         dL/du_l = dL/dv_l + dL/dpre A^T;  dL/dx = dL/du W^T;
         dL/d[st0; ST]_k = [1; h]^T dL/d[s|t],  dL/d[a; A]_k = [1; u_l]^T dL/dpre  (h recomputed),
@@ -246,7 +246,7 @@ class _RealNVPFunction(torch.autograd.Function):
             GYT[K - 1].copy_(gy.T)
         gld = XT.new_zeros(1, N) if gld is None else gld.reshape(1, N)
         GUT = new(K, D, N)
-        g_st, gpre, diff = new(2 * dr, N), new(H, N), new(dr, N)  # per-block scratch
+        g_st, gpre = new(2 * dr, N), new(H, N)  # per-block scratch
         g_s, g_t = g_st[:dr], g_st[dr:]
         h = _hidden_scratch(XT, H, N)
         g_stST, g_aA = new(K, 1 + H, 2 * dr), new(K, 1 + dl, H)  # [st0; ST], [a; A] grads
@@ -257,7 +257,12 @@ class _RealNVPFunction(torch.autograd.Function):
             GUT[:, :dl].unbind(0),
             GUT[:, dl:].unbind(0),
         )
-        sigs, vrs, ts = SIG.unbind(0), VT[:, 1 + dl :].unbind(0), STT[:, dr:].unbind(0)
+        # dL/ds = dL/dt (v_r - t)(1 - sig) + dL/dld (1 - sig): both factors from the forward,
+        # for all blocks at once (v_r - t = u_r sig)
+        oms = 1.0 - SIG  # (K, Dr, N)
+        P1 = (VT[:, 1 + dl :] - STT[:, dr:]).mul_(oms).unbind(0)
+        P2 = oms.mul_(gld).unbind(0)
+        sigs = SIG.unbind(0)
         uls = VT[:, : 1 + dl].unbind(0)
         e_l, e_r = e[:, :dl, None].unbind(0), e[:, dl:, None].unbind(0)
         Ws, As, STs, aAs = W.unbind(0), A.unbind(0), ST.unbind(0), aA.unbind(0)
@@ -271,9 +276,7 @@ class _RealNVPFunction(torch.autograd.Function):
             torch.mul(gyls[k], e_l[k], out=gu_l)  # dL/dv_l (the direct part of dL/du_l)
             torch.mul(gyrs[k], e_r[k], out=g_t)  # dL/dv_r = dL/dt
             torch.mul(g_t, sig, out=gurs[k])  # dL/du_r
-            torch.sub(vrs[k], ts[k], out=diff)  # v_r - t = u_r sig
-            torch.addcmul(gld, g_t, diff, out=g_s)  # dL/dsig * sig + dL/dld
-            torch.addcmul(g_s, g_s, sig, value=-1.0, out=g_s)  # * (1 - sig) = dL/ds
+            torch.addcmul(P2[k], g_t, P1[k], out=g_s)  # dL/ds
             torch.mm(aAs[k], uls[k], out=pre)  # recompute h = leaky_relu(A^T u_l + a)
             F.leaky_relu(pre, ctx.slope, inplace=True)
             if need_st:
