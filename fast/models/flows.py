@@ -23,12 +23,17 @@ backward (the VJPs are written out in `_RealNVPFunction.backward`):
 - activations are kept feature-major, (D, N) instead of (N, D), so the coupling's halves u_l,
   u_r and the heads s, t are contiguous row blocks and every element-wise op runs on
   contiguous memory;
-- biases are folded into `addmm`, the scale and shift heads are one (2 Dr, H) matmul, the
-  LeakyReLU runs in place, outputs are written into preallocated buffers (`out=`);
-- the weight gradients of all K blocks are three batched matmuls after the reverse sweep, and
-  log|det W_k| of all blocks is one batched `slogdet` (outside the Function, by autograd).
+- biases are a row of the weight matrices, against a row of ones on the activations (no
+  broadcast copy), the scale and shift heads are one (2 Dr, H) matmul, the LeakyReLU runs in
+  place, outputs are written into preallocated buffers (`out=`): 7 ops per block forward;
+- the backward recomputes each block's hidden layer instead of keeping the (K, H, N)
+  activations, so that every matmul of a block (weight gradients included) reads and writes
+  cache-hot data (measured faster than keeping them, and than batched `bmm`s over stacked
+  gradients); log|det W_k| of all blocks is one batched `slogdet` (outside the Function);
+- on the CPU large batches run in row chunks with bounded buffers (`_rows_per_chunk`).
 
-The same code path serves inference (no buffers kept) and training; K = 0 is the identity.
+Measured cost and its breakdown: bench/RESULTS.md, "CPU training speed". The same code path
+serves inference (nothing kept) and training; K = 0 is the identity.
 """
 
 from __future__ import annotations
