@@ -24,7 +24,8 @@ import torch
 
 from vaeprior.bench.conftest import COMPILE, DEVICE, ON_GPU, needs_compile, needs_gpu
 from vaeprior.bench.gpu.cost_flow import param_bytes, useful_forward_flops
-from vaeprior.fast.kernels.flow import realnvp_forward, realnvp_forward_torch
+from vaeprior.fast.kernels.flow import realnvp_forward
+from vaeprior.fast.models.realnvp import realnvp_forward as realnvp_torch
 from vaeprior.reference.config import LEAKY_SLOPE as SLOPE
 from vaeprior.reference.config import SCALE_SHIFT as SHIFT
 
@@ -58,10 +59,10 @@ def _bytes(K: int, D: int, backward: bool) -> float:
     return fwd + (4 * N * (3 * D + 1) + 2 * P if backward else 0)
 
 
-_compiled = torch.compile(realnvp_forward_torch, dynamic=False) if COMPILE else None
+_compiled = torch.compile(realnvp_torch, dynamic=False) if COMPILE else None
 _IMPLS = {
     "fused": pytest.param(realnvp_forward, marks=needs_gpu),
-    "eager": pytest.param(realnvp_forward_torch),
+    "eager": pytest.param(realnvp_torch),
     "compile": pytest.param(_compiled, marks=needs_compile),
 }
 

@@ -11,15 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaeprior.fast.models import flows
+from vaeprior.fast.models import flows, realnvp
 from vaeprior.fast.models.convert import reference_flow_tensors
-from vaeprior.fast.models.flows import (
-    PARAM_NAMES,
-    RealNVP,
-    param_shapes,
-    realnvp_forward,
-    realnvp_inverse,
-)
+from vaeprior.fast.models.flows import RealNVP, realnvp_inverse
+from vaeprior.fast.models.realnvp import PARAM_NAMES, param_shapes, realnvp_forward
 from vaeprior.reference.config import LEAKY_SLOPE, SCALE_SHIFT
 from vaeprior.reference.flows import RealNVP as ReferenceRealNVP
 
@@ -239,9 +234,9 @@ def test_row_chunks_give_the_same_numbers_and_gradients(monkeypatch) -> None:
     flow = random_flow(9, 3, seed=17, hidden=16)
     x = torch.randn(300, 9, dtype=torch.float64, requires_grad=True)
     outs = {}
-    monkeypatch.setattr(flows, "_CPU_HIDDEN_BYTES", 1 << 30)
+    monkeypatch.setattr(realnvp, "_CPU_HIDDEN_BYTES", 1 << 30)
     for budget in (1 << 30, 4 * 10 * 8 * 64):  # one sweep; 64-row chunks (the minimum)
-        monkeypatch.setattr(flows, "_CPU_BUFFER_BYTES", budget)
+        monkeypatch.setattr(realnvp, "_CPU_BUFFER_BYTES", budget)
         flow.zero_grad()
         y, ld = flow(x)
         (gx,) = torch.autograd.grad((y.square().sum() + ld.sum()), [x], retain_graph=True)
@@ -249,7 +244,7 @@ def test_row_chunks_give_the_same_numbers_and_gradients(monkeypatch) -> None:
         with torch.no_grad():
             y0, ld0 = flow(x)
         outs[budget] = (y, ld, gx, flow.A.grad.clone(), flow.W.grad.clone(), y0, ld0)
-    assert flows._rows_per_chunk(x, 3, 16, train=True) == 64
+    assert realnvp._rows_per_chunk(x, 3, 16, train=True) == 64
     for a, b in zip(*outs.values(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
 
@@ -426,7 +421,7 @@ def test_functional_forward_and_inverse_check_their_arguments() -> None:
     flow = random_flow(6, 2, seed=16)
     params = list(flow.stacked_params().values())
     x = torch.randn(3, 6, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"ST must have shape \(2, 16, 6\)"):
+    with pytest.raises(ValueError, match=r"ST must be stacked .* with shape \(2, 16, 6\)"):
         realnvp_forward(
             x, *params[:3], params[3][:, :, :5], *params[4:], slope=0.2, scale_shift=2.0
         )

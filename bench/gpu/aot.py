@@ -67,6 +67,7 @@ def _meta(*shape: int, dtype: torch.dtype, grad: bool = False) -> torch.Tensor:
 def _flow_scenarios() -> Iterator[Scenario]:
     """realnvp_forward: inference (no grad) and training (forward + backward)."""
     from vaeprior.fast.kernels import flow as fk
+    from vaeprior.fast.models.realnvp import param_shapes
 
     H = 256  # Dense[256] of the coupling layers (Appendix B.2)
     for D in (40, 64):  # latent sizes of the paper
@@ -77,9 +78,8 @@ def _flow_scenarios() -> Iterator[Scenario]:
 
                         def call(D=D, K=K, N=N, dtype=dtype, train=mode == "train") -> None:
                             x = _meta(N, D, dtype=dtype, grad=train)
-                            ps = [
-                                _meta(*s, dtype=dtype, grad=train) for s in fk.param_shapes(K, D, H)
-                            ]
+                            shapes = param_shapes(K, D, H).values()
+                            ps = [_meta(*s, dtype=dtype, grad=train) for s in shapes]
                             with torch.set_grad_enabled(train):
                                 y, ld = fk.realnvp_forward(x, *ps, slope=0.2, scale_shift=2.0)
                             if train:

@@ -50,8 +50,9 @@ framework's (`cost_model.py`) and those of `cost_iw_nll.py`; what this family ad
 - launcher ops counted in the launch's bytes: the zero-filled gradient buffer, its casts to the
   parameters' dtype (bf16), the deterministic sum. Not counted (tiny, both fused and eager
   have them): slogdet(W) and log_scale.sum() for the constant part of the log-determinant.
-- eager: `realnvp_forward_torch` kernel by kernel (and autograd's kernels for the backward),
-  written out in `_eager_forward` / `_eager_backward`.
+- eager: the textbook eager formula of one block, kernel by kernel (x @ W, addmm + LeakyReLU,
+  addmm for [s|t], sigmoid, mul, add, cat, ActNorm, logsigmoid, sum) and autograd's kernels
+  for the backward, written out in `_eager_forward` / `_eager_backward`.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def useful_forward_flops(N: int, K: int, D: int, H: int) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# eager PyTorch, kernel by kernel (`realnvp_forward_torch` and its autograd)
+# eager PyTorch, kernel by kernel (the textbook per-block formula and its autograd)
 # --------------------------------------------------------------------------------------------
 def _eager_forward(N: int, K: int, D: int, H: int, dt: torch.dtype, prec: str) -> list[cm.Cost]:
     """Per block: u = x @ W (gemm); h = leaky_relu(addmm(a, u_l, A)); [s|t] = addmm(st0, h, ST);

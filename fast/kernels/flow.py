@@ -76,8 +76,8 @@ are passed as constants (K_STATIC, TILES_STATIC: Triton 3.6's interpreter under 
 cannot iterate over a runtime bound). K and N are runtime values on the GPU: one compile per
 (dtype, D) serves every depth and row count.
 
-Registers, shared memory, bytes (sm_90, `python -m vaeprior.bench.gpu.compile_report`)
---------------------------------------------------------------------------------------
+Registers, shared memory, bytes (the ahead-of-time sm_90 compile of every launch configuration)
+-----------------------------------------------------------------------------------------------
 Live tiles, fp32 registers per thread (elements / threads):
   forward, tf32 (128 rows, 2 BLOCK_D = 64, BLOCK_H = 64, 256 threads): row tile 32, u (then
   u_l, u_r) 32, [s|t] accumulator 32, pre / h chunk 32 = 128 + addresses and the dot operands'
@@ -93,10 +93,12 @@ HBM bytes per launch: forward x + y + logdet + the parameters once (+ K N D bloc
 training); backward dL/dy + dL/dlogdet + dL/dx + the block inputs + parameters + the gradient
 buffer twice. Each program re-reads every block's weights from L2 (n_tiles x 5.8 MB at D = 64,
 K = 50, fp32): the small backward tiles make the backward L2-heavy. Counted per launch, with
-the eager kernel list of the same op, in `bench/gpu/cost_flow.py`.
+the eager kernel list of the same op, in the repository's bench/gpu/cost_flow.py (the compile
+report and the roofline table: bench/RESULTS.md).
 
-Order: kernels -> launchers -> autograd.Function -> public `realnvp_forward`; the eager torch
-`realnvp_forward_torch` (same math, the benchmark baseline) is at the end.
+Order: kernels -> launchers -> autograd.Function -> public `realnvp_forward`. The torch
+implementation of the same function (the CPU path, the tests' and benchmarks' baseline) is
+`vaeprior.fast.models.realnvp.realnvp_forward`, with the same parameter layout and names.
 """
 
 from __future__ import annotations
@@ -108,8 +110,9 @@ import triton
 import triton.language as tl
 
 from vaeprior.fast.kernels import launch
+from vaeprior.fast.models.realnvp import PARAM_NAMES, check_params
 
-__all__ = ["param_shapes", "realnvp_forward", "realnvp_forward_torch"]
+__all__ = ["realnvp_forward"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -561,14 +564,7 @@ def _realnvp_bwd_kernel(
 # --------------------------------------------------------------------------------------------
 # launchers
 # --------------------------------------------------------------------------------------------
-_PARAM_NAMES = ("W", "A", "a", "ST", "st0", "log_scale", "bias")
 _DOT_PARAMS = (0, 1, 3)  # W, A, ST: tl.dot operands (bf16 for bf16 inputs)
-
-
-def param_shapes(K: int, D: int, H: int) -> list[tuple[int, ...]]:
-    """Shapes of the stacked parameters, in `realnvp_forward`'s argument order."""
-    Dl, Dr = D // 2, D - D // 2
-    return [(K, D, D), (K, Dl, H), (K, H), (K, H, 2 * Dr), (K, 2 * Dr), (K, D), (K, D)]
 
 
 class Settings(NamedTuple):
@@ -758,24 +754,14 @@ class _RealNVPFunction(torch.autograd.Function):
 # public API
 # --------------------------------------------------------------------------------------------
 def _check_shapes(x: torch.Tensor, params: tuple[torch.Tensor, ...]) -> None:
-    """Clear one-line errors for a wrong input: names the tensor, its shape and the fix."""
+    """Clear one-line errors for a wrong input: the layout's (`realnvp.check_params`), then the
+    kernel's own limits (K >= 1, H a power of two >= 16)."""
     if x.dim() != 2:
         raise ValueError(f"x must be (N, D), got shape {tuple(x.shape)}: flatten leading dims")
-    if not x.is_floating_point():
-        raise ValueError(f"x must be a floating-point tensor, got {x.dtype}")
-    if len(params) != len(_PARAM_NAMES):
-        raise ValueError(f"expected the {len(_PARAM_NAMES)} parameters {_PARAM_NAMES}")
-    if params[0].dim() != 3 or params[1].dim() != 3:
-        raise ValueError(
-            "W must be (K, D, D) and A (K, D // 2, H): parameters are stacked over the K blocks"
-        )
-    K, D, H = params[0].shape[0], x.shape[1], params[1].shape[-1]
-    for name, p, shape in zip(_PARAM_NAMES, params, param_shapes(K, D, H), strict=True):
-        if tuple(p.shape) != shape:
-            raise ValueError(
-                f"{name} must be stacked over blocks with shape {shape} for x of shape "
-                f"{tuple(x.shape)}, got {tuple(p.shape)}"
-            )
+    if len(params) != len(PARAM_NAMES):
+        raise ValueError(f"expected the {len(PARAM_NAMES)} parameters {PARAM_NAMES}")
+    check_params(x, params)
+    K, H = params[0].shape[0], params[1].shape[-1]
     if K < 1:
         raise ValueError("realnvp_forward needs K >= 1 blocks (K = 0 is the identity)")
     if H < 16 or H & (H - 1):
@@ -813,41 +799,3 @@ def realnvp_forward(
     cdt = launch.compute_dtype(x.dtype)
     const = torch.linalg.slogdet(W.to(cdt))[1].sum() + log_scale.to(cdt).sum()
     return y, (ld + const).to(x.dtype)
-
-
-def realnvp_forward_torch(
-    x: torch.Tensor,
-    W: torch.Tensor,
-    A: torch.Tensor,
-    a: torch.Tensor,
-    ST: torch.Tensor,
-    st0: torch.Tensor,
-    log_scale: torch.Tensor,
-    bias: torch.Tensor,
-    *,
-    slope: float,
-    scale_shift: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager torch version of `realnvp_forward` (same arguments); the benchmark baseline.
-
-    One line per eager kernel; `vaeprior.bench.gpu.cost_flow` counts exactly these.
-    """
-    _check_shapes(x, (W, A, a, ST, st0, log_scale, bias))
-    Dl = x.shape[1] // 2
-    Dr = x.shape[1] - Dl
-    ld = None
-    for W_k, A_k, a_k, ST_k, st0_k, ls_k, b_k in zip(
-        *(p.unbind(0) for p in (W, A, a, ST, st0, log_scale, bias)), strict=True
-    ):
-        u = x @ W_k  # (N, D) gemm
-        u_l, u_r = u.split([Dl, Dr], dim=1)  # views
-        h = torch.nn.functional.leaky_relu(torch.addmm(a_k, u_l, A_k), slope)  # (N, H) addmm, lrelu
-        s, t = torch.addmm(st0_k, h, ST_k).split([Dr, Dr], dim=1)  # (N, 2 Dr) addmm; views
-        z = s + scale_shift
-        y_r = u_r * torch.sigmoid(z) + t  # sigmoid, mul, add
-        x = (torch.cat([u_l, y_r], dim=1) + b_k) * torch.exp(ls_k)  # cat, add, (exp), mul
-        ld_k = torch.nn.functional.logsigmoid(z).sum(1)  # logsigmoid, sum
-        ld = ld_k if ld is None else ld + ld_k
-    logdet_w = torch.linalg.slogdet(W.to(launch.compute_dtype(W.dtype)))[1]  # no bf16 slogdet
-    const = logdet_w.sum().to(x.dtype) + log_scale.sum()
-    return x, ld + const
