@@ -20,6 +20,7 @@ import pytest
 
 from vaeprior.fast.config import ModelConfig
 from vaeprior.fast.reproduce import runner as rr
+from vaeprior.fast.reproduce import tasks
 from vaeprior.fast.reproduce.appendix import TABLE_B2_AGGREGATE_KL, TABLE_B2_N_Z
 from vaeprior.fast.reproduce.budgets import BUDGETS, get_budget
 from vaeprior.fast.reproduce.specs import METRICS, RunSpec
@@ -57,7 +58,9 @@ def test_every_cell_builds_a_valid_train_config(budget: str) -> None:
     for table in TABLES.values():
         for spec in table.runs():
             base = spec.base()
-            cfg = rr.train_config(spec, get_budget(budget), 0, base_run="/x/base" if base else None)
+            cfg = tasks.train_config(
+                spec, get_budget(budget), 0, base_run="/x/base" if base else None
+            )
             assert isinstance(cfg.model, ModelConfig)
             assert cfg.dataset == spec.dataset and cfg.strategy == spec.strategy
             assert cfg.reg_qz == spec.reg_qz and cfg.eval_split == "test"
@@ -355,7 +358,7 @@ def test_runner_refuses_mixed_budgets_and_configs(tmp_path: Path) -> None:
 
 
 def test_machine_description() -> None:
-    m = rr.machine("cpu")
+    m = tasks.machine("cpu")
     assert m["gpu"] is None and m["cpu"] and m["cores"] >= 1
     assert m["torch"] == __import__("torch").__version__
 
@@ -402,7 +405,7 @@ def test_smoke_reproduction_end_to_end(tmp_path: Path, monkeypatch, capsys) -> N
     # Table B.1's posterior moments, computed from a finished run and cached
     rep = rr.Reproduction(TABLES["1"], get_budget("smoke"), 1, out, device="cpu")
     run_dir = out / "runs" / "dense-mnist-standard" / "seed0"
-    stats = rr.ensure_posterior_stats(rep, run_dir)
+    stats = tasks.ensure_posterior_stats(rep, run_dir)
     assert stats["n"] == 32 and stats["samples"] == 10
     assert math.isfinite(stats["z_mean"]) and stats["z_var"] > 0
     assert read_json(run_dir / rr.POSTERIOR_STATS) == stats

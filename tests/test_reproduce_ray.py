@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from vaeprior.fast.reproduce import runner as rr
+from vaeprior.fast.reproduce import tasks
 from vaeprior.fast.reproduce.budgets import get_budget
 from vaeprior.fast.reproduce.executors import RAY_MISSING, RayExecutor, make_executor
 from vaeprior.fast.reproduce.progress import Progress, duration
@@ -425,7 +426,9 @@ def test_progress_eta_formula_and_durations() -> None:
 
 def test_local_progress_lines_eta_summary_and_records(monkeypatch, tmp_path, capsys) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(rr, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    fake_time = SimpleNamespace(perf_counter=lambda: clock[0])
+    monkeypatch.setattr(rr, "time", fake_time)
+    monkeypatch.setattr(tasks, "time", fake_time)  # run_job times the runs
     out = tmp_path / "repro"
     rep = rep_for(out, train_fn=FakeTrain(clock))
     lines: list[str] = []
