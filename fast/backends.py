@@ -20,6 +20,7 @@ from types import ModuleType
 import torch
 
 BACKENDS = ("auto", "torch", "triton")
+DEVICE_HELP = "cpu, cuda or cuda:N (default: cuda when available, else cpu)"
 _AUTO_DTYPES = (torch.float32, torch.bfloat16)
 
 

@@ -20,6 +20,11 @@ import os
 
 import torch
 
+THREADS_HELP = (
+    "CPU threads for torch (default: $OMP_NUM_THREADS if set, else the CPUs minus the 1-minute "
+    "load average of other processes, at least 1; see vaeprior.fast.threads)"
+)
+
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask), at least 1."""

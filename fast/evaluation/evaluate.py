@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from vaeprior.fast import backends
+from vaeprior.fast.data import load_device_data, split_tensor
 from vaeprior.fast.evaluation.posterior import PosteriorChunk, active_units, posterior_chunks
 from vaeprior.fast.models.distributions import unit_gaussian_log_prob
 from vaeprior.fast.runs import EVAL, atomic_write_json, load_run
@@ -224,7 +225,6 @@ def evaluate_run(
     `progress` shows a bar over the images; `announce` prints, before a pass longer than
     `Progress.announce_above_s`, how long it will take (see `Progress`).
     """
-    from vaeprior.fast.data import load_device_data, split_tensor
 
     if samples < 1:  # checked before the run and the data load
         raise ValueError(f"--samples must be >= 1, got {samples}")

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 EXECUTORS = ("local", "ray")
 RAY_MISSING = '--executor ray needs Ray: pip install "vaeprior[ray]"'
 CANCEL_GRACE_S = 30.0  # how long to wait for cancelled Ray tasks to end
@@ -164,8 +166,6 @@ class RayExecutor:
 
     def _plan_resources(self) -> None:
         """Choose CPU or GPU runs, check that one node can hold a run, count the slots."""
-        import torch
-
         nodes = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
         gpus = [int(r.get("GPU", 0)) for r in nodes]
         cpus = [int(r.get("CPU", 0)) for r in nodes]

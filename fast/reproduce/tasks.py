@@ -19,11 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vaeprior.fast import backends
+from vaeprior.fast.analysis.posterior_stats import posterior_stats
+from vaeprior.fast.config import TrainConfig
+from vaeprior.fast.data import load_device_data, split_tensor
 from vaeprior.fast.reproduce.budgets import Budget
 from vaeprior.fast.reproduce.executors import node_info
 from vaeprior.fast.reproduce.report import POSTERIOR_STATS, RUN_META
 from vaeprior.fast.reproduce.specs import RunSpec
-from vaeprior.fast.runs import CONFIG, RESULTS, atomic_write_json, read_json, run_status
+from vaeprior.fast.runs import CONFIG, RESULTS, atomic_write_json, load_run, read_json, run_status
+from vaeprior.fast.training import loop as training_loop
 
 if TYPE_CHECKING:
     from vaeprior.fast.reproduce.runner import Reproduction
@@ -44,7 +48,6 @@ def train_config(
     base_run: str | None = None,
 ) -> Any:
     """The `TrainConfig` of one cell's run under `budget` (paper batch sizes, test split)."""
-    from vaeprior.fast.config import TrainConfig
 
     return TrainConfig(
         dataset=spec.dataset,
@@ -68,7 +71,6 @@ def _comparable(cfg: Any) -> dict:
 
 def check_same_config(saved: Path, cfg: Any) -> None:
     """Refuse to resume or reuse a run directory that holds another configuration."""
-    from vaeprior.fast.config import TrainConfig
 
     try:
         have = TrainConfig.from_dict(read_json(saved))
@@ -79,12 +81,6 @@ def check_same_config(saved: Path, cfg: Any) -> None:
 
 
 # ---- running --------------------------------------------------------------------------------
-
-
-def _default_train() -> TrainFn:
-    from vaeprior.fast.training.loop import train
-
-    return train
 
 
 def machine(device: str | None) -> dict:
@@ -147,7 +143,7 @@ def ensure_run(rep: Reproduction, spec: RunSpec, seed: int, where: dict | None =
     if status == "missing" and d.exists():
         shutil.rmtree(d)  # started but killed before its first checkpoint: start afresh
     d.parent.mkdir(parents=True, exist_ok=True)
-    train_fn = rep.train_fn or _default_train()
+    train_fn = rep.train_fn or training_loop.train  # looked up now: tests replace it
     t0 = time.perf_counter()
     result = train_fn(cfg, d, resume=status == "partial", progress=rep.progress)
     if not (d / RESULTS).exists():
@@ -162,9 +158,6 @@ def ensure_posterior_stats(rep: Reproduction, run_dir: Path, where: dict | None 
     path = run_dir / POSTERIOR_STATS
     if path.exists():
         return read_json(path)
-    from vaeprior.fast.analysis.posterior_stats import posterior_stats
-    from vaeprior.fast.data import load_device_data, split_tensor
-    from vaeprior.fast.runs import load_run
 
     t0 = time.perf_counter()
     vae, cfg = load_run(run_dir, rep.device)
