@@ -10,8 +10,9 @@ and spills from `ptxas -v` on its PTX (Triton's bundled ptxas, same flags as Tri
 build).
 
 What is launched is never a hand-kept list: `SCENARIOS` names *calls of the public functions*
-(shapes, dtypes, TF32 on/off, training or inference), and the launches they make are whatever
-the launchers decide today. Persistent grids are sized for an H100's 132 SMs.
+(shapes, dtypes, TF32 on/off, training or inference, deterministic algorithms on/off), and the
+launches they make are whatever the launchers decide today. Persistent grids are sized for an
+H100's 132 SMs.
 
 Used by `tests/test_kernels_compile.py` (limits: shared memory <= 232,448 B, 0 bytes spilled),
 `python -m vaeprior.bench.gpu.compile_report` (the table in bench/RESULTS.md) and
@@ -58,6 +59,7 @@ class Scenario:
     name: str  # e.g. "realnvp_forward train D=40 K=20 N=128 tf32"
     dtype: str  # key of DTYPES
     call: Callable[[], None] = field(compare=False, repr=False)
+    deterministic: bool = False  # under torch.use_deterministic_algorithms(True)
 
 
 def _meta(*shape: int, dtype: torch.dtype, grad: bool = False) -> torch.Tensor:
@@ -87,6 +89,8 @@ def _flow_scenarios() -> Iterator[Scenario]:
 
                         name = f"realnvp_forward {mode} D={D} K={K} N={N} {dt}"
                         yield Scenario("flow", name, dt, call)
+                        if mode == "train" and K == 20 and N == 128_000:  # other kernels
+                            yield Scenario("flow", f"{name} deterministic", dt, call, True)
 
 
 def _decoder_heads() -> dict[str, tuple[str, int]]:
@@ -146,6 +150,8 @@ def _iw_scenarios() -> Iterator[Scenario]:
 
                 name = f"bernoulli_loglik train {model}-head ({kind} {hid}) M={M} {dt}"
                 yield Scenario("iw_nll", name, dt, train)
+                if M == S * B and not conv:  # the dense head's dW reduction has two variants
+                    yield Scenario("iw_nll", f"{name} deterministic", dt, train, True)
 
             def evaluate(h_w_b=h_w_b, iw=iw, dtype=dtype) -> None:
                 h, W, b = h_w_b(S * B, False)
@@ -248,7 +254,9 @@ def capture(scenario: Scenario) -> list[Launch]:
     """The launches `scenario` makes, in order (nothing runs: tensors are on `meta`)."""
     tf32 = DTYPES[scenario.dtype][1]
     saved = torch.backends.cuda.matmul.allow_tf32
+    saved_det = torch.are_deterministic_algorithms_enabled()
     torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.use_deterministic_algorithms(scenario.deterministic)
     record: list[Launch] = []
     _compiled_kernel_modules()
     try:
@@ -256,6 +264,7 @@ def capture(scenario: Scenario) -> list[Launch]:
             scenario.call()
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved
+        torch.use_deterministic_algorithms(saved_det)
     if not record:
         raise RuntimeError(f"{scenario.name}: no kernel was launched")
     return record
