@@ -110,7 +110,7 @@ import triton
 import triton.language as tl
 
 from vaeprior.fast.kernels import launch
-from vaeprior.fast.models.realnvp import PARAM_NAMES, check_params
+from vaeprior.fast.models.realnvp import PARAM_NAMES, check_params, logdet_constant
 
 __all__ = ["realnvp_forward"]
 
@@ -797,5 +797,5 @@ def realnvp_forward(
         kparams = _kernel_params(params, x.dtype)
         y, ld, _ = _launch_forward(x, kparams, slope, scale_shift, store=False)
     cdt = launch.compute_dtype(x.dtype)
-    const = torch.linalg.slogdet(W.to(cdt))[1].sum() + log_scale.to(cdt).sum()
+    const = logdet_constant(W.to(cdt), log_scale.to(cdt))
     return y, (ld + const).to(x.dtype)

@@ -294,7 +294,7 @@ def _leaky_relu_backward_(g: torch.Tensor, h: torch.Tensor, slope: float) -> Non
     torch.ops.aten.leaky_relu_backward.grad_input(g, h, slope, True, grad_input=g)
 
 
-def _logdet_const(W: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def logdet_constant(W: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """sum_k log|det W_k| + sum_kj log_scale_kj: one batched slogdet, differentiable.
 
     Half-precision W is factorised in float32 (torch has no bf16/fp16 slogdet).
@@ -339,7 +339,7 @@ def realnvp_forward(
         ys.append(y)
         lds.append(ld)
     y, ld = (ys[0], lds[0]) if len(ys) == 1 else (torch.cat(ys), torch.cat(lds))
-    return y, ld + _logdet_const(W, log_scale)
+    return y, ld + logdet_constant(W, log_scale)
 
 
 # Row chunks on the CPU. glibc serves allocations above its mmap threshold (at most 32 MiB)
@@ -374,6 +374,7 @@ __all__ = [
     "Params",
     "check_params",
     "initialize_actnorm",
+    "logdet_constant",
     "param_shapes",
     "realnvp_forward",
 ]
