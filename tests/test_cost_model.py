@@ -59,11 +59,13 @@ def _flow_launches(N, D, K, train):
     """The launches of one `realnvp_forward` call (meta tensors, fp32 with TF32 dots)."""
     aot = pytest.importorskip("vaeprior.bench.gpu.aot")
     fk = pytest.importorskip("vaeprior.fast.kernels.flow")
+    from vaeprior.fast.models.realnvp import param_shapes
 
     def call():
         x = torch.empty(N, D, device="meta", requires_grad=train)
         ps = [
-            torch.empty(s, device="meta", requires_grad=train) for s in fk.param_shapes(K, D, 256)
+            torch.empty(s, device="meta", requires_grad=train)
+            for s in param_shapes(K, D, 256).values()
         ]
         with torch.set_grad_enabled(train):
             y, ld = fk.realnvp_forward(x, *ps, slope=0.2, scale_shift=2.0)
