@@ -57,3 +57,16 @@ def test_subset_density_matches_the_whole_split(data_dir, name):
     train_whole = split_tensor(data, "train", 0).float().mean().item()
     train_sub = split_tensor(data, "train", 0, 1000).float().mean().item()
     assert abs(train_sub / train_whole - 1) < 0.02
+
+
+def test_subset_bias_compares_the_first_rows_with_the_spread_ones():
+    from vaeprior.bench.subset_bias import subsets
+
+    test = torch.arange(10 * 30).unsqueeze(1).expand(-1, 3)  # row i holds i: 30 images x 10
+    got = subsets(test, copies=10, limit=6, full=True)
+    assert list(got) == ["first 6", "spread 6", "full test set"]
+    assert got["first 6"][:, 0].tolist() == [0, 1, 2, 3, 4, 5]  # one copy's first images
+    assert got["spread 6"][:, 0].tolist() == spread_rows(300, 6, 10).tolist()
+    assert got["spread 6"][:, 0].tolist() == [0, 35, 70, 105, 140, 175]  # images 0,5,..,25
+    assert torch.equal(got["full test set"], test)
+    assert list(subsets(test, 10, 6, full=False)) == ["first 6", "spread 6"]

@@ -30,7 +30,23 @@ class Budget:
     eval_samples: int  # importance samples per test image (NLL, elbo, kl; AU posterior means)
     eval_limit: int | None  # N spread test (and, for active units, training) images; None = all
     train_limit: int | None  # first N training images; None = all
-    description: str
+
+    @property
+    def description(self) -> str:
+        """One line for reports, always computed from the fields (so overrides stay true)."""
+        if self.epochs is None:
+            schedule = "the paper's schedule (2400 epochs, Appendix B.3)"
+        else:
+            unit = "epoch" if self.epochs == 1 else "epochs"
+            schedule = f"{self.epochs} {unit} (the paper's 2400-epoch schedule scaled by "
+            schedule += f"{self.epochs}/2400, shape kept)"
+        if self.train_limit is not None:
+            schedule += f" on the first {self.train_limit} training images"
+        if self.eval_limit is None:
+            where = "the full test set"
+        else:
+            where = f"{self.eval_limit} test images spread evenly over the test set"
+        return f"{schedule}; {self.eval_samples}-sample NLL on {where}"
 
     def with_limit(self, limit: int | None) -> Budget:
         """This budget evaluated on `limit` spread test images (0 = the full test set)."""
@@ -38,8 +54,7 @@ class Budget:
             return self
         if limit < 0:
             raise ValueError(f"--limit must be >= 0 (0 = full test set), got {limit}")
-        n = None if limit == 0 else limit
-        return replace(self, eval_limit=n, description=f"{self.description}; {_eval_text(n)}")
+        return replace(self, eval_limit=None if limit == 0 else limit)
 
     def with_epochs(self, epochs: int | None) -> Budget:
         """This budget with a main schedule of `epochs` (every phase scaled the same way)."""
@@ -47,8 +62,7 @@ class Budget:
             return self
         if epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {epochs}")
-        text = f"{epochs} epochs (the paper's 2400-epoch schedule scaled by {epochs}/2400)"
-        return replace(self, epochs=epochs, description=f"{text}; {_eval_text(self.eval_limit)}")
+        return replace(self, epochs=epochs)
 
     def train_kwargs(self) -> dict:
         """The `vaeprior.fast.training.loop.TrainConfig` fields set by the budget."""
@@ -60,47 +74,10 @@ class Budget:
         }
 
 
-def _eval_text(limit: int | None) -> str:
-    return (
-        "evaluated on the full test set"
-        if limit is None
-        else f"evaluated on {limit} test images spread evenly over the test set"
-    )
-
-
 BUDGETS: dict[str, Budget] = {
-    "paper": Budget(
-        "paper",
-        epochs=None,
-        eval_samples=1000,
-        eval_limit=None,
-        train_limit=None,
-        description=(
-            "the paper's schedule (2400 epochs, Appendix B.3); 1000-sample NLL on the full test set"
-        ),
-    ),
-    "small": Budget(
-        "small",
-        epochs=100,
-        eval_samples=1000,
-        eval_limit=2000,
-        train_limit=None,
-        description=(
-            "100 epochs (the paper's 2400-epoch schedule scaled by 1/24, shape kept); "
-            "1000-sample NLL on 2000 test images spread evenly over the test set"
-        ),
-    ),
-    "smoke": Budget(
-        "smoke",
-        epochs=1,
-        eval_samples=10,
-        eval_limit=32,
-        train_limit=256,
-        description=(
-            "smoke test: 256 training images, 1 epoch per schedule phase, "
-            "10 samples on 32 test images"
-        ),
-    ),
+    "paper": Budget("paper", epochs=None, eval_samples=1000, eval_limit=None, train_limit=None),
+    "small": Budget("small", epochs=100, eval_samples=1000, eval_limit=2000, train_limit=None),
+    "smoke": Budget("smoke", epochs=1, eval_samples=10, eval_limit=32, train_limit=256),
 }
 
 
