@@ -28,7 +28,7 @@ from vaeprior.fast.reproduce import runner as rr
 from vaeprior.fast.reproduce import tasks
 from vaeprior.fast.reproduce.budgets import get_budget
 from vaeprior.fast.reproduce.executors import RAY_MISSING, RayExecutor, make_executor
-from vaeprior.fast.reproduce.progress import Progress, duration
+from vaeprior.fast.reproduce.progress import RunsProgress, duration
 from vaeprior.fast.reproduce.report import RUN_META
 from vaeprior.fast.reproduce.tables import TABLES
 
@@ -405,7 +405,7 @@ def test_executor_ray_without_ray_stops_with_one_line(monkeypatch, tmp_path, cap
 
 
 def test_progress_eta_formula_and_durations() -> None:
-    p = Progress(total=7, done=2, slots=2)
+    p = RunsProgress(total=7, done=2, slots=2)
     assert p.eta() is None and p.eta_text() == "ETA unknown until a run trains"
     p.finished("a seed0", "trained", 10.0, {"executor": "local", "hostname": "h"})
     p.finished("b seed0", "resumed", 20.0, {"executor": "local", "hostname": "h"})

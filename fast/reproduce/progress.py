@@ -38,7 +38,7 @@ def where_text(where: dict) -> str:
 
 
 @dataclass
-class Progress:
+class RunsProgress:
     """Counts of a reproduction's runs and the wall times that drive its ETA."""
 
     total: int  # runs (configuration x seed) of the table

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 
 from vaeprior.fast.reproduce.budgets import Budget
 from vaeprior.fast.reproduce.executors import LocalExecutor, RayExecutor, TaskError
-from vaeprior.fast.reproduce.progress import Progress
+from vaeprior.fast.reproduce.progress import RunsProgress
 from vaeprior.fast.reproduce.report import POSTERIOR_STATS, plus_minus, write_markdown
 from vaeprior.fast.reproduce.specs import ANALYSIS_METRICS, RunSpec, Table
 from vaeprior.fast.reproduce.tasks import (
@@ -181,7 +181,7 @@ def reproduce(
     check_manifest(rep.out, rep.budget)
     all_jobs = jobs(rep)
     todo = [j for j in all_jobs if not _complete(rep, j)]
-    prog = Progress(total=len(all_jobs), done=len(all_jobs) - len(todo))
+    prog = RunsProgress(total=len(all_jobs), done=len(all_jobs) - len(todo))
     bar = None
     if rep.progress:
         bar = tqdm(
@@ -217,7 +217,7 @@ def _drive(
     executor: Executor,
     todo: list[Job],
     retries: int,
-    prog: Progress,
+    prog: RunsProgress,
     say: Callable[[str], None],
     bar: Any,
     t_start: float,

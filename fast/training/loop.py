@@ -53,7 +53,6 @@ from vaeprior.fast.training import schedule as sch
 from vaeprior.fast.training.objective import training_loss
 
 VALIDATION_SAMPLES = 100  # Appendix B.3: validation NLL with 100 z samples per x
-SPLITS = ("test", "validation", "train")
 
 
 class TrainingError(RuntimeError):
