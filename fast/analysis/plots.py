@@ -140,9 +140,10 @@ def plot_low_posterior(
     padded[: len(means)] = means
     for row, name in zip(axes, names, strict=True):
         row[0].hist(models[name]["log_pz"], bins=20, color="C0")
-        row[0].set(xlabel="log p(z)", ylabel=name)
+        model = "this run" if name == "run" else "base run"
+        row[0].set(xlabel="log p(z)", ylabel="count of z", title=f"{model}: log p(z)")
         row[1].hist(models[name]["elbo"], bins=20, color="C1")
-        row[1].set(xlabel="elbo of x ~ p(x|z)")
+        row[1].set(xlabel="elbo of x ~ p(x|z)", title=f"{model}: ELBO of x ~ p(x|z)")
         row[2].imshow(tile(padded.reshape(side, side, -1)), cmap="gray", vmin=0.0, vmax=1.0)
         row[2].set_axis_off()
         row[2].set_title("means of p(x|z)", fontsize=9)
