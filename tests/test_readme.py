@@ -16,5 +16,5 @@ def test_readme_python_example_runs() -> None:
 def test_readme_has_no_placeholders() -> None:
     """Every section holds real content: no PLACEHOLDER / TODO / TBD / 'to be measured' left."""
     text = README.read_text()
-    for marker in ("PLACEHOLDER", "TODO", "TBD", "to be measured", "(to be"):
+    for marker in ("PLACEHOLDER", "TODO", "TBD", "to be measured", "(to be", "@@"):
         assert marker.lower() not in text.lower(), f"README still contains {marker!r}"
