@@ -91,10 +91,6 @@ class FlowKernelCost(cm.KernelCost):
         }
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
 def n_params(D: int, H: int) -> int:
     """Parameters of one block: W, A, a, ST = [S | T], st0, log_scale, bias."""
     Dl, Dr = D // 2, D - D // 2
@@ -184,20 +180,14 @@ def _eager_backward(N: int, K: int, D: int, H: int, dt: torch.dtype, prec: str) 
 # --------------------------------------------------------------------------------------------
 # the kernels
 # --------------------------------------------------------------------------------------------
-class _L:
-    """The launch's numbers by name: constexprs, scalar arguments, tensors, grid."""
+class _L(cm.LaunchView):
+    """The launch's numbers by name, with this family's shorthands."""
 
     def __init__(self, launch) -> None:
-        self.c = launch.constexprs()
-        self.s = launch.scalar_args()
-        self.t = launch.tensor_args()
-        self.grid = launch.grid
+        super().__init__(launch)
         self.D, self.H = int(self.c["D"]), int(self.c["H"])
         self.K = int(self.t["W"].shape[0])
         self.bn, self.bd, self.bh = (int(self.c[k]) for k in ("BLOCK_N", "BLOCK_D", "BLOCK_H"))
-
-    def isz(self, name: str) -> int:
-        return cm.itemsize(self.t[name].dtype)
 
     def prec(self) -> str:
         return cm.precision(self.t["W"].dtype, str(self.c["PREC"]))

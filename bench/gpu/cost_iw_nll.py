@@ -63,28 +63,14 @@ class IwKernelCost(cm.KernelCost):
         return super().row() | {"l2_bytes": self.l2_bytes, "atomic_bytes": self.atomic_bytes}
 
 
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-class _L:
-    """The launch's numbers by name: constexprs, scalar arguments, tensors, grid."""
-
-    def __init__(self, launch) -> None:
-        self.c = launch.constexprs()
-        self.s = launch.scalar_args()
-        self.t = launch.tensor_args()
-        self.grid = launch.grid
-        self.launch = launch
-
-    def isz(self, name: str) -> int:
-        return cm.itemsize(self.t[name].dtype)
+class _L(cm.LaunchView):
+    """The launch's numbers by name, with this family's shorthands."""
 
     def n_dtiles(self) -> int:
         return NPIX // self.c["BLOCK_D"] + (self.c["BLOCK_D_TAIL"] > 0)
 
     def k_pad(self) -> int:
-        return _cdiv(self.c["HID"], self.c["BLOCK_K"]) * self.c["BLOCK_K"]
+        return cm.cdiv(self.c["HID"], self.c["BLOCK_K"]) * self.c["BLOCK_K"]
 
     def prec(self) -> str:
         """Precision of the kernel's products: its tl.dot's, or CUDA-core FMAs (conv heads)."""

@@ -106,6 +106,26 @@ def l2_once(set_bytes: float, readers: int) -> float:
     return set_bytes if set_bytes <= L2_REUSE_LIMIT else set_bytes * readers
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for positive integers: tiles needed to cover a."""
+    return -(-a // b)
+
+
+class LaunchView:
+    """One captured launch's numbers by name: constexprs, scalar arguments, tensors, grid."""
+
+    def __init__(self, launch) -> None:
+        self.launch = launch
+        self.c = launch.constexprs()
+        self.s = launch.scalar_args()
+        self.t = launch.tensor_args()
+        self.grid = launch.grid
+
+    def isz(self, name: str) -> int:
+        """Bytes per element of tensor argument `name`."""
+        return itemsize(self.t[name].dtype)
+
+
 @dataclass
 class KernelCost:
     """The model's row for one captured launch."""
