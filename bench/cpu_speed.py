@@ -13,6 +13,9 @@ torch.utils.flop_counter.FlopCounterMode (matmuls); the share of the machine is 
 FLOP rate over a 1024^3 float32 matmul's, measured in the same run at the same thread count.
 
 Run: `OMP_NUM_THREADS=1 python -m vaeprior.bench.cpu_speed [--rounds 7] [--json out.json]`.
+`--paired STEPS` instead times the step cases in turn, one step each, and reports the median
+of each case's per-turn ratio to the standard step (the target's ratio, with the machine's
+drift cancelled).
 """
 
 from __future__ import annotations
@@ -197,6 +200,31 @@ def measure(rounds: int = 7, eval_images: int = 16, threads: tuple[int, ...] = (
     return out
 
 
+def paired_ratios(steps: int = 400, threads: int = 1) -> dict[str, dict[str, float]]:
+    """Each step case's time over the standard step's, step by step: the cases run in turn one
+    step each, `steps` turns, and the median of the per-turn ratios is kept, so that the
+    machine's drift (seconds to minutes) cancels within each ratio. Also the median ms/step."""
+    fns = {name: train_step(prior, post, depth) for name, prior, post, depth in STEP_CONFIGS}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with num_threads(threads):
+        for fn in fns.values():
+            for _ in range(3):  # warm-up at this thread count
+                fn()
+        for _ in range(steps):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
+    base = times[STEP_CONFIGS[0][0]]
+    return {
+        name: {
+            "ms": 1e3 * statistics.median(t),
+            "ratio": statistics.median(a / b for a, b in zip(t, base, strict=True)),
+        }
+        for name, t in times.items()
+    }
+
+
 def tables(r: dict) -> str:
     """Markdown tables and target ratios of `measure`'s result."""
     lines = [
@@ -249,11 +277,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     p.add_argument("--eval-images", type=int, default=16, help="images per evaluation call")
     p.add_argument("--json", default=None, help="also write the raw numbers to this file")
+    p.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="instead: step / standard step ratios, the cases in turn for STEPS steps (1 thread)",
+    )
     args = p.parse_args(argv)
     print(
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
         f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}"
     )
+    if args.paired:
+        pr = paired_ratios(args.paired)
+        print(f"| step, 1 thread ({args.paired} steps in turn) | median ms | median ratio |")
+        print("| --- | --- | --- |")
+        for name, row in pr.items():
+            print(f"| {name} | {row['ms']:.2f} | {row['ratio']:.3f} |")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(pr, f, indent=1)
+        return
     r = measure(args.rounds, args.eval_images)
     print(tables(r))
     if args.json:
