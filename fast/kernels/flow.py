@@ -673,7 +673,7 @@ def _launch_forward(
         D=D, H=H, BLOCK_N=cfg.BLOCK_N, BLOCK_D=cfg.BLOCK_D, BLOCK_H=cfg.BLOCK_H,
         PREC=launch.input_precision(x.dtype),
         UPCAST=_upcast(kparams[0].dtype), K_STATIC=_static(K),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **launch.FP_FUSION,
     )  # fmt: skip
     return y, ld, acts
 
@@ -713,7 +713,7 @@ def _launch_backward(
         DETERMINISTIC=deterministic, PREC=launch.input_precision(x_dtype),
         UPCAST=_upcast(kparams[0].dtype), K_STATIC=_static(K),
         TILES_STATIC=_static(triton.cdiv(n_tiles, grid)),
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        num_warps=cfg.num_warps, num_stages=cfg.num_stages, **launch.FP_FUSION,
     )  # fmt: skip
     G = G.sum(0) if deterministic else G[0]  # (K, NP): fixed-order sum over the programs
     return gx, [g.view(p.shape) for g, p in zip(G.split(sizes, dim=1), kparams, strict=True)]

@@ -863,7 +863,8 @@ def _precision(h: torch.Tensor, is_conv: bool) -> str:
 
 
 def _launch_kwargs(s: dict, *names: str) -> dict:
-    return {k: s[k] for k in names} | {"num_warps": s["num_warps"], "num_stages": s["num_stages"]}
+    options = {"num_warps": s["num_warps"], "num_stages": s["num_stages"]} | launch.FP_FUSION
+    return {k: s[k] for k in names} | options
 
 
 def _launch_loglik_fwd(h, W, b, x, is_conv: bool, store_logits: bool):
