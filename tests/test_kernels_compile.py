@@ -41,6 +41,16 @@ def test_every_scenario_launches_kernels():
     assert len(kernels) >= 4, kernels
 
 
+def test_every_launch_asks_for_fused_multiply_add():
+    """Every launch passes enable_fp_fusion=True, so no Triton version's default (off from
+    3.10) changes the compiled code behind the resource table; the compile options agree."""
+    for s in SCENARIOS:
+        for launch in aot.capture(s):
+            assert launch.kwargs.get("enable_fp_fusion") is True, (s.name, launch.kernel)
+    _, options = aot._specialize(aot.capture(SCENARIOS[0])[0])
+    assert options["enable_fp_fusion"] is True
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 def test_compiles_for_sm90_within_limits(scenario, compiled):
     for row in compiled[scenario.name]:
