@@ -290,17 +290,14 @@ def main(argv: list[str] | None = None) -> None:
         f"torch {torch.__version__}, load {os.getloadavg()[0]:.2f}"
     )
     if args.paired:
-        pr = paired_ratios(args.paired)
+        r = paired_ratios(args.paired)
         print(f"| step, 1 thread ({args.paired} steps in turn) | median ms | median ratio |")
         print("| --- | --- | --- |")
-        for name, row in pr.items():
+        for name, row in r.items():
             print(f"| {name} | {row['ms']:.2f} | {row['ratio']:.3f} |")
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(pr, f, indent=1)
-        return
-    r = measure(args.rounds, args.eval_images)
-    print(tables(r))
+    else:
+        r = measure(args.rounds, args.eval_images)
+        print(tables(r))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(r, f, indent=1)

@@ -12,12 +12,11 @@ Rows keep the order given. Unfinished runs (no `results.json`) are an error nami
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
-from vaeprior.fast.reproduce.report import plus_minus
-from vaeprior.fast.runs import read_json
+from vaeprior.fast.reproduce.report import mean_std, plus_minus
+from vaeprior.fast.runs import RESULTS, read_json, run_status
 
 # (results.json key, column header)
 COLUMNS = (
@@ -45,14 +44,12 @@ def summarize(groups: list[tuple[str, list[Path]]]) -> list[dict]:
     for label, runs in groups:
         results = []
         for run in runs:
-            if not (run / "results.json").is_file():
-                raise ValueError(f"{run}: no results.json (unfinished run?): finish or drop it")
-            results.append(read_json(run / "results.json"))
+            if run_status(run) != "finished":
+                raise ValueError(f"{run}: no {RESULTS} (unfinished run?): finish or drop it")
+            results.append(read_json(run / RESULTS))
         row = {"label": label, "seeds": len(results), "runs": [str(r) for r in runs]}
         for key, _ in COLUMNS:
-            vals = [float(r[key]) for r in results]
-            std = statistics.stdev(vals) if len(vals) > 1 else None
-            row[key] = (statistics.fmean(vals), std)
+            row[key] = mean_std([float(r[key]) for r in results])
         rows.append(row)
     return rows
 

@@ -383,8 +383,8 @@ def compile_key(launch: Launch) -> str:
 
 def _config_str(launch: Launch) -> str:
     c = launch.constexprs()
-    same_everywhere = FP_FUSION  # every launch passes it: not a column of the table
-    parts = [f"{k}={v}" for k, v in c.items() if v is not None and k not in same_everywhere]
+    # FP_FUSION: every launch passes it, so it is not a column of the table
+    parts = [f"{k}={v}" for k, v in c.items() if v is not None and k not in FP_FUSION]
     dts = sorted({str(t.dtype).replace("torch.", "") for t in launch.tensor_args().values()})
     return " ".join([*parts, "dtypes=" + "/".join(dts)])
 

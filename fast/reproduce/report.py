@@ -19,6 +19,12 @@ RUN_META = "reproduce-run.json"  # wall-clock seconds and machine of one run dir
 POSTERIOR_STATS = "posterior-stats.json"  # Table B.1's moments of one run
 
 
+def mean_std(values: tuple[float, ...] | list[float]) -> tuple[float | None, float | None]:
+    """(mean, sample std) of seeds' values: std None for one value, both None for none."""
+    mean = statistics.fmean(values) if values else None
+    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+
+
 @dataclass(frozen=True)
 class CellResult:
     """Our values of one cell over the finished seeds, beside the paper's."""
@@ -28,11 +34,11 @@ class CellResult:
 
     @property
     def mean(self) -> float | None:
-        return statistics.fmean(self.values) if self.values else None
+        return mean_std(self.values)[0]
 
     @property
     def std(self) -> float | None:
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        return mean_std(self.values)[1]
 
     @property
     def diff(self) -> float | None:
